@@ -1,0 +1,117 @@
+"""The module-level API of the seed (``add_tool``, ``run_query``...), on a default installation.
+
+Each function takes ``tenant=`` (default ``"default"``) and acts on the installation that
+:func:`configure` set, or on one built from the environment at first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .core import DEFAULT_TENANT, MTCore, Tenant
+from .runs import QueryResult
+
+_default: MTCore | None = None
+_lock = threading.Lock()
+
+
+def configure(home: str | os.PathLike[str] | None = None, **settings: Any) -> MTCore:
+    """Set the installation the module-level functions use (a data directory, or full settings)."""
+    global _default
+    core = MTCore(home, **settings)
+    with _lock:
+        previous, _default = _default, core
+    if previous is not None:
+        previous.close()
+    return core
+
+
+def get_core() -> MTCore:
+    """The installation the module-level functions use, created from the environment if needed."""
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                _default = MTCore()
+    return _default
+
+
+def tenant(name: str = DEFAULT_TENANT) -> Tenant:
+    """A handle with the whole API scoped to one tenant: ``tenant("acme").add_tool(...)``."""
+    return get_core().tenant(name)
+
+
+def add_tool(
+    name: str, description: str, code: str, dependencies: list[str] | None = None, *, tenant: str = DEFAULT_TENANT
+) -> str:
+    """Validate and store a tool for ``tenant``; return its id. See :meth:`Tenant.add_tool`."""
+    return get_core().tenant(tenant).add_tool(name, description, code, dependencies)
+
+
+def get_tool(tool_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """One tool of ``tenant``. See :meth:`Tenant.get_tool`."""
+    return get_core().tenant(tenant).get_tool(tool_id)
+
+
+def get_tools(*, tenant: str = DEFAULT_TENANT) -> list[dict[str, Any]]:
+    """All tools ``tenant`` can use. See :meth:`Tenant.get_tools`."""
+    return get_core().tenant(tenant).get_tools()
+
+
+def delete_tool(tool_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+    """Delete one tool of ``tenant``. See :meth:`Tenant.delete_tool`."""
+    get_core().tenant(tenant).delete_tool(tool_id)
+
+
+def add_llm(
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model_name: str | None = None,
+    llm_name: str | None = None,
+    *,
+    provider: str = "openai",
+    tenant: str = DEFAULT_TENANT,
+    **options: Any,
+) -> str:
+    """Store an LLM configuration for ``tenant``; return its id. See :meth:`Tenant.add_llm`."""
+    return get_core().tenant(tenant).add_llm(base_url, api_key, model_name, llm_name, provider=provider, **options)
+
+
+def get_llm_config(llm_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """One LLM configuration of ``tenant``, key masked. See :meth:`Tenant.get_llm_config`."""
+    return get_core().tenant(tenant).get_llm_config(llm_id)
+
+
+def get_llms(*, tenant: str = DEFAULT_TENANT) -> list[dict[str, Any]]:
+    """All LLM configurations of ``tenant``, keys masked. See :meth:`Tenant.get_llms`."""
+    return get_core().tenant(tenant).get_llms()
+
+
+def delete_llm(llm_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+    """Delete one LLM configuration of ``tenant``. See :meth:`Tenant.delete_llm`."""
+    get_core().tenant(tenant).delete_llm(llm_id)
+
+
+def run_query(
+    tool_ids: list[str],
+    llm_id: str,
+    query: str,
+    use_docker: bool = True,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    **options: Any,
+) -> QueryResult:
+    """Run ``query`` for ``tenant`` with these tools and LLM. See :meth:`Tenant.run_query`."""
+    return get_core().tenant(tenant).run_query(tool_ids, llm_id, query, use_docker, **options)
+
+
+def get_run(run_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """One run record of ``tenant``. See :meth:`Tenant.get_run`."""
+    return get_core().tenant(tenant).get_run(run_id)
+
+
+def get_runs(*, tenant: str = DEFAULT_TENANT, limit: int = 100) -> list[dict[str, Any]]:
+    """Run records of ``tenant``, newest first. See :meth:`Tenant.get_runs`."""
+    return get_core().tenant(tenant).get_runs(limit)

@@ -1,0 +1,66 @@
+"""Settings read from the environment (and a ``.env`` file) on first use, never at import."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DOCKER_IMAGE = "python:3.12-slim"
+
+
+def _split_list(value: str | None) -> list[str]:
+    """Split a comma-separated environment value into its non-empty, stripped items."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What mt-core reads from its environment.
+
+    Args:
+        home: the data directory (SQLite database, tool files, key file). ``MT_HOME``, default ``./.mt``.
+        master_key: base64 of 32 bytes used to derive per-tenant encryption keys. ``MT_MASTER_KEY``;
+            when unset a key file is generated under ``home``.
+        load_plugins: distribution names allowed to load, or ``None`` for all. ``MT_LOAD_PLUGINS``
+            (an empty value loads none).
+        llm_api_key, model_name, api_base_url: the default LLM of ``example.py`` and ``test.py``.
+        docker_image: base image of the Docker sandbox. ``DOCKER_IMAGE``.
+        docker_env_vars: names of the variables passed into the sandbox. ``DOCKER_ENV_VARS``.
+        llm_timeout: seconds one LLM request may take. ``MT_LLM_TIMEOUT``, default 60.
+    """
+
+    home: Path = field(default_factory=lambda: Path(".mt"))
+    master_key: str | None = field(default=None, repr=False)
+    load_plugins: tuple[str, ...] | None = None
+    llm_api_key: str | None = field(default=None, repr=False)
+    model_name: str | None = None
+    api_base_url: str | None = None
+    docker_image: str = DEFAULT_DOCKER_IMAGE
+    docker_env_vars: tuple[str, ...] = ()
+    llm_timeout: float = 60.0
+
+    @classmethod
+    def from_env(cls, *, dotenv: bool = True, **overrides: object) -> "Settings":
+        """Build settings from ``os.environ`` (after loading ``.env`` from the working directory)."""
+        if dotenv:
+            from dotenv import find_dotenv, load_dotenv
+
+            load_dotenv(find_dotenv(usecwd=True), override=False)
+        env = os.environ
+        load = env.get("MT_LOAD_PLUGINS")
+        values: dict[str, object] = {
+            "home": Path(env.get("MT_HOME") or ".mt"),
+            "master_key": env.get("MT_MASTER_KEY") or None,
+            "load_plugins": None if load is None else tuple(_split_list(load)),
+            "llm_api_key": env.get("LLM_API_KEY") or None,
+            "model_name": env.get("MODEL_NAME") or None,
+            "api_base_url": env.get("API_BASE_URL") or None,
+            "docker_image": env.get("DOCKER_IMAGE") or DEFAULT_DOCKER_IMAGE,
+            "docker_env_vars": tuple(_split_list(env.get("DOCKER_ENV_VARS"))),
+            "llm_timeout": float(env.get("MT_LLM_TIMEOUT") or 60.0),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "home" in overrides and overrides["home"] is not None:
+            values["home"] = Path(overrides["home"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,313 @@
+"""The framework object (:class:`MTCore`) and the per-tenant handle (:class:`Tenant`)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import ConflictError, LLMConfigError, NotFoundError
+from .ids import new_id
+from .llms import LLMConfig, validate_llm_fields
+from .plugins import Plugins
+from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
+from .secrets import SecretBox, load_or_create_master_key, mask
+from .storage import Storage, utcnow
+from .tool_loader import find_tool_definition
+from .validation import (
+    check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name, check_tool_source,
+)
+
+DEFAULT_TENANT = "default"
+MAX_TOOL_SOURCE_BYTES = 256 * 1024
+MAX_DESCRIPTION = 4096
+
+
+class MTCore:
+    """One mt-core installation: a data directory, its database, its plugins and its master key.
+
+    Nothing is opened or loaded until first use.
+
+    Args:
+        home: data directory; defaults to ``MT_HOME`` or ``./.mt``.
+        settings: full settings; by default read from the environment and ``.env``.
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None) -> None:
+        base = settings or Settings.from_env()
+        if home is not None:
+            base = Settings(**{**base.__dict__, "home": Path(home)})
+        self.settings = base
+        self._lock = threading.Lock()
+        self._storage: Storage | None = None
+        self._plugins: Plugins | None = None
+        self._secrets: SecretBox | None = None
+
+    def __repr__(self) -> str:
+        return f"MTCore(home={str(self.settings.home)!r})"
+
+    @property
+    def home(self) -> Path:
+        """The data directory."""
+        return self.settings.home
+
+    @property
+    def storage(self) -> Storage:
+        """The database (opened and migrated on first use)."""
+        if self._storage is None:
+            with self._lock:
+                if self._storage is None:
+                    self._storage = Storage(self.home / "mt.db")
+        return self._storage
+
+    @property
+    def plugins(self) -> Plugins:
+        """The loaded plugins (discovered on first use)."""
+        if self._plugins is None:
+            with self._lock:
+                if self._plugins is None:
+                    self._plugins = Plugins(allow=self.settings.load_plugins).load()
+        return self._plugins
+
+    @property
+    def secrets(self) -> SecretBox:
+        """The encryption of secrets at rest under the master key."""
+        if self._secrets is None:
+            with self._lock:
+                if self._secrets is None:
+                    key = load_or_create_master_key(self.home, self.settings.master_key)
+                    self._secrets = SecretBox(key)
+        return self._secrets
+
+    def tenant(self, name: str = DEFAULT_TENANT) -> "Tenant":
+        """A handle on one tenant, with the whole API scoped to it."""
+        return Tenant(self, name)
+
+    def close(self) -> None:
+        """Close database connections."""
+        if self._storage is not None:
+            self._storage.close()
+
+
+class Tenant:
+    """Everything one tenant can do. Every method reads and writes only this tenant's data.
+
+    Args:
+        core: the installation.
+        name: the tenant's name (letters, digits, ``_ . -``; created on first write).
+    """
+
+    def __init__(self, core: MTCore, name: str = DEFAULT_TENANT) -> None:
+        self.core = core
+        self.name = check_tenant(name)
+
+    def __repr__(self) -> str:
+        return f"Tenant({self.name!r})"
+
+    # -- tools ------------------------------------------------------------------------------
+
+    def add_tool(
+        self, name: str, description: str, code: str, dependencies: list[str] | None = None
+    ) -> str:
+        """Validate and store a tool written as Python source; return its new id.
+
+        ``code`` holds one function with type hints and a Google-style docstring, or one class
+        deriving from ``smolagents.Tool``. It is checked statically, then built in a child
+        process (never in this one). Raises :class:`ToolValidationError` or
+        :class:`ConflictError` (name taken); nothing is stored on error.
+        """
+        from .tool_check import check_in_child
+
+        check_tool_name(name)
+        description = check_text("description", description, max_length=MAX_DESCRIPTION)
+        deps = check_dependencies(dependencies)
+        tree = check_tool_source(code, max_bytes=MAX_TOOL_SOURCE_BYTES)
+        if any(tool["name"] == name for tool in self.core.storage.list("tools", self.name)):
+            raise ConflictError(f"this tenant already has a tool named {name!r}")
+        meta = check_in_child(name, code)
+        kind = "class" if isinstance(find_tool_definition(tree), ast.ClassDef) else "function"
+        tool_id = new_id("tool")
+        self.core.storage.insert(
+            "tools",
+            self.name,
+            {
+                "id": tool_id, "name": name, "description": description, "kind": kind, "source": code,
+                "source_sha256": hashlib.sha256(code.encode()).hexdigest(), "inputs": meta["inputs"],
+                "output_type": meta["output_type"], "dependencies": deps, "created_at": utcnow(),
+            },
+        )
+        try:
+            self._write_tool_file(tool_id, code)
+        except OSError:
+            self.core.storage.delete("tools", self.name, tool_id)
+            raise
+        return tool_id
+
+    def get_tool(self, tool_id: str) -> dict[str, Any]:
+        """One of this tenant's tools, with its source under ``code``."""
+        row = self.core.storage.get("tools", self.name, _check_id(tool_id, "tool"))
+        return {**_public_tool(row), "code": row["source"]}
+
+    def get_tools(self) -> list[dict[str, Any]]:
+        """This tenant's tools, oldest first."""
+        return [_public_tool(row) for row in self.core.storage.list("tools", self.name)]
+
+    def delete_tool(self, tool_id: str) -> None:
+        """Delete one of this tenant's tools and its file."""
+        self.core.storage.delete("tools", self.name, _check_id(tool_id, "tool"))
+        self._tool_path(tool_id).unlink(missing_ok=True)
+
+    def resolve_tools(self, tool_ids: list[str]) -> list[dict[str, Any]]:
+        """The records of the given tools and how to build each (for a run)."""
+        from .tool_loader import build_tool
+
+        rows = self.core.storage.get_many("tools", self.name, [_check_id(t, "tool") for t in tool_ids])
+        return [
+            {
+                "record": {**_public_tool(row), "code": row["source"]},
+                "build": lambda row=row: build_tool(
+                    row["name"], row["description"], row["source"], str(self._tool_path(row["id"]))
+                ),
+            }
+            for row in rows
+        ]
+
+    def _tool_path(self, tool_id: str) -> Path:
+        return self.core.home / "tools" / self.name / f"{tool_id}.py"
+
+    def _write_tool_file(self, tool_id: str, code: str) -> None:
+        path = self._tool_path(tool_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(code, encoding="utf-8")
+        os.replace(temporary, path)
+
+    # -- LLM configurations -----------------------------------------------------------------
+
+    def add_llm(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        model_name: str | None = None,
+        llm_name: str | None = None,
+        *,
+        provider: str = "openai",
+        **options: Any,
+    ) -> str:
+        """Store an LLM configuration (API key encrypted at rest); return its new id.
+
+        Raises :class:`LLMConfigError` for an unknown provider or a missing/invalid field.
+        Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``).
+        """
+        entry = self.core.plugins.providers.get(provider) if isinstance(provider, str) else None
+        if entry is None:
+            known = ", ".join(sorted(self.core.plugins.providers)) or "none"
+            raise LLMConfigError("provider", f"{provider!r} is not an installed provider (installed: {known})")
+        name = check_llm_name(llm_name if llm_name is not None else model_name)
+        clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name, options=options)
+        llm_id = new_id("llm")
+        key = clean["api_key"]
+        self.core.storage.insert(
+            "llms",
+            self.name,
+            {
+                "id": llm_id, "name": name, "provider": provider, "model_name": clean["model_name"],
+                "base_url": clean["base_url"], "options": clean["options"],
+                "api_key_ciphertext": self.core.secrets.encrypt(key, tenant=self.name, context=_key_context(llm_id))
+                if key else None,
+                "api_key_masked": mask(key), "created_at": utcnow(),
+            },
+        )
+        return llm_id
+
+    def get_llm_config(self, llm_id: str) -> dict[str, Any]:
+        """One of this tenant's LLM configurations, with the API key masked."""
+        return _public_llm(self.core.storage.get("llms", self.name, _check_id(llm_id, "llm")))
+
+    def get_llms(self) -> list[dict[str, Any]]:
+        """This tenant's LLM configurations (keys masked), oldest first."""
+        return [_public_llm(row) for row in self.core.storage.list("llms", self.name)]
+
+    def delete_llm(self, llm_id: str) -> None:
+        """Delete one of this tenant's LLM configurations."""
+        self.core.storage.delete("llms", self.name, _check_id(llm_id, "llm"))
+
+    def llm_config(self, llm_id: str) -> LLMConfig:
+        """The configuration with its key decrypted, for a provider factory. Never log it."""
+        row = self.core.storage.get("llms", self.name, _check_id(llm_id, "llm"))
+        ciphertext = row["api_key_ciphertext"]
+        api_key = (
+            self.core.secrets.decrypt(ciphertext, tenant=self.name, context=_key_context(row["id"]))
+            if ciphertext else None
+        )
+        return LLMConfig(
+            tenant=self.name, id=row["id"], name=row["name"], provider=row["provider"],
+            model_name=row["model_name"], base_url=row["base_url"], api_key=api_key,
+            options=dict(row["options"]), timeout=self.core.settings.llm_timeout,
+        )
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def run_query(
+        self,
+        tool_ids: list[str],
+        llm_id: str,
+        query: str,
+        use_docker: bool = True,
+        *,
+        agent_type: str = "code",
+        max_steps: int = DEFAULT_MAX_STEPS,
+        verbosity: int = 0,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    ) -> QueryResult:
+        """Run ``query`` with a fresh agent using these tools and this LLM; record the run.
+
+        ``use_docker=True`` runs the agent's code in the Docker sandbox when one is available and
+        falls back to the local executor with a warning otherwise. ``agent_type`` is ``"code"``
+        (smolagents ``CodeAgent``) or ``"tool_calling"`` (``ToolCallingAgent``). ``verbosity`` 0
+        is silent, 1-3 print the agent's steps. Raises :class:`RunError` when the run fails (the
+        failed run is recorded) and :class:`NotFoundError` for ids this tenant does not have.
+        """
+        return run_query(
+            self, tool_ids, llm_id, query, use_docker=use_docker, agent_type=agent_type,
+            max_steps=max_steps, verbosity=verbosity, step_timeout=step_timeout,
+        )
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """One of this tenant's run records."""
+        return self.core.storage.get("runs", self.name, _check_id(run_id, "run"))
+
+    def get_runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """This tenant's run records, newest first."""
+        return self.core.storage.list("runs", self.name, limit=limit)
+
+
+def _key_context(llm_id: str) -> str:
+    return f"llms:{llm_id}:api_key"
+
+
+def _check_id(value: object, kind: str) -> str:
+    """Ids are opaque strings; anything else is simply not found (same error as a foreign id)."""
+    if not isinstance(value, str) or not value or len(value) > 128 or "\x00" in value:
+        raise NotFoundError(kind, str(value)[:128])
+    return value
+
+
+def _public_tool(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "name": row["name"], "description": row["description"], "inputs": row["inputs"],
+        "output_type": row["output_type"], "version": row["version"], "dependencies": row["dependencies"],
+        "origin": "tenant", "kind": row["kind"], "created_at": row["created_at"],
+    }
+
+
+def _public_llm(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "name": row["name"], "provider": row["provider"], "model_name": row["model_name"],
+        "base_url": row["base_url"], "api_key": row["api_key_masked"], "options": row["options"],
+        "created_at": row["created_at"],
+    }

@@ -1,0 +1,71 @@
+"""Every error mt-core raises on purpose: one module, one base class, messages a user can act on."""
+
+from __future__ import annotations
+
+
+class MTError(Exception):
+    """Base class of every error raised by mt-core."""
+
+
+class ValidationError(MTError, ValueError):
+    """An argument is malformed; the message names the field and the problem."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class TenantError(ValidationError):
+    """A tenant name is not acceptable."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("tenant", problem)
+
+
+class ToolValidationError(ValidationError):
+    """Tool source, name, description or dependencies were rejected; nothing was stored."""
+
+    def __init__(self, problem: str, *, field: str = "code", line: int | None = None) -> None:
+        self.line = line
+        if line is not None:
+            problem = f"line {line}: {problem}"
+        super().__init__(field, problem)
+
+
+class LLMConfigError(ValidationError):
+    """An LLM configuration is incomplete or names an unknown provider."""
+
+
+class NotFoundError(MTError, LookupError):
+    """No such object for this tenant. Raised identically whether the id exists elsewhere or not."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        self.kind = kind
+        self.object_id = object_id
+        super().__init__(f"{kind} {object_id!r} not found")
+
+
+class ConflictError(MTError):
+    """The object would collide with one the tenant already has (e.g. a duplicate tool name)."""
+
+
+class QuotaExceededError(MTError):
+    """A tenant limit would be exceeded; nothing was written."""
+
+
+class RunError(MTError):
+    """An agent run failed; the failed run is recorded under ``run_id``."""
+
+    def __init__(self, message: str, *, run_id: str, status: str = "failed") -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} {status}: {message}")
+
+
+class SecretError(MTError):
+    """A secret could not be encrypted or decrypted (wrong master key, or ciphertext moved)."""
+
+
+class PluginError(MTError):
+    """A plugin could not be loaded or broke a hook contract."""

@@ -1,0 +1,177 @@
+"""Running a query: assemble a fresh smolagents agent from the hooks, run it, record the run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import LLMConfigError, RunError, ValidationError
+from .executors import LOCAL, ExecutorContext, choose_executor
+from .ids import new_id
+from .storage import utcnow
+from .validation import check_text
+
+if TYPE_CHECKING:
+    from .core import Tenant
+
+logger = logging.getLogger(__name__)
+
+AGENT_TYPES = ("code", "tool_calling")
+MAX_QUERY_LENGTH = 100_000
+MAX_STORED_OUTPUT = 65_536
+DEFAULT_MAX_STEPS = 20
+DEFAULT_STEP_TIMEOUT = 30.0
+BASE_AUTHORIZED_IMPORTS = ("math", "statistics", "datetime", "json", "re", "random", "itertools", "collections")
+
+
+@dataclass
+class QueryResult:
+    """The full result of one ``run_query``. ``str(result)`` is the final answer."""
+
+    run_id: str
+    output: Any
+    status: str
+    usage: dict[str, int] | None
+    steps: list[dict[str, Any]] = field(repr=False)
+    duration_ms: int
+    executor: str
+
+    def __str__(self) -> str:
+        return str(self.output)
+
+
+def run_query(
+    handle: "Tenant",
+    tool_ids: list[str],
+    llm_id: str,
+    query: str,
+    *,
+    use_docker: bool,
+    agent_type: str,
+    max_steps: int,
+    verbosity: int,
+    step_timeout: float,
+) -> QueryResult:
+    """Run ``query`` for the tenant of ``handle``; see :meth:`mt_core.Tenant.run_query`."""
+    core, tenant = handle.core, handle.name
+    check_text("query", query, max_length=MAX_QUERY_LENGTH)
+    if agent_type not in AGENT_TYPES:
+        raise ValidationError("agent_type", f"{agent_type!r} is not one of {', '.join(AGENT_TYPES)}")
+    if isinstance(tool_ids, str) or not isinstance(tool_ids, (list, tuple)):
+        raise ValidationError("tool_ids", "must be a list of tool ids")
+    if not isinstance(max_steps, int) or not 1 <= max_steps <= 100:
+        raise ValidationError("max_steps", "must be an integer from 1 to 100")
+    tool_records = handle.resolve_tools(list(tool_ids))
+    llm_row = core.storage.get("llms", tenant, llm_id)
+    provider = core.plugins.providers.get(llm_row["provider"])
+    if provider is None:
+        raise LLMConfigError("provider", f"{llm_row['provider']!r} is not installed (see `mt plugins`)")
+    if agent_type == "code":
+        executor = choose_executor(core.plugins, use_docker)
+    else:
+        executor = core.plugins.executors[LOCAL]  # a tool-calling agent calls its tools in-process
+
+    run_id = new_id("run")
+    core.storage.insert(
+        "runs",
+        tenant,
+        {
+            "id": run_id, "llm_id": llm_id, "tool_ids": list(tool_ids), "query": query,
+            "agent_type": agent_type, "executor": executor.name, "status": "running", "started_at": utcnow(),
+        },
+    )
+    started = time.perf_counter()
+    config = agent = model = None
+    try:
+        config = handle.llm_config(llm_id)
+        model = provider.factory(config)
+        tools = [record["build"]() for record in tool_records]
+        context = ExecutorContext(
+            tenant=tenant, run_id=run_id, tools=[dict(r["record"]) for r in tool_records],
+            authorized_imports=list(BASE_AUTHORIZED_IMPORTS), timeout_seconds=step_timeout, settings=core.settings,
+        )
+        agent = _assemble(agent_type, tools, model, executor, context, max_steps, verbosity)
+        core.plugins.notify("mt_agent_assembled", agent=agent, tenant=tenant, run_id=run_id)
+        outcome = agent.run(query, return_full_result=True)
+    except Exception as exc:  # every failure becomes a recorded, readable run error
+        message = _redact(f"{type(exc).__name__}: {exc}", getattr(config, "api_key", None))
+        status = "timeout" if _is_timeout(exc) else "failed"
+        _finish(handle, run_id, started, status=status, error=message)
+        logger.info("run %s for tenant %s %s", run_id, tenant, status)
+        raise RunError(message, run_id=run_id, status=status) from None
+    finally:
+        _close(agent, model)
+    usage = outcome.token_usage.dict() if outcome.token_usage is not None else None
+    if usage:
+        usage = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"]}
+    status = "succeeded" if outcome.state == "success" else "max_steps"
+    duration_ms = _finish(
+        handle, run_id, started, status=status, output=_redact(str(outcome.output), config.api_key),
+        usage=usage, steps=len(outcome.steps or []),
+    )
+    return QueryResult(
+        run_id=run_id, output=outcome.output, status=status, usage=usage, steps=list(outcome.steps or []),
+        duration_ms=duration_ms, executor=executor.name,
+    )
+
+
+def _assemble(
+    agent_type: str, tools: list[Any], model: Any, executor: Any, context: ExecutorContext,
+    max_steps: int, verbosity: int,
+) -> Any:
+    from smolagents import CodeAgent, ToolCallingAgent
+    from smolagents.monitoring import LogLevel
+
+    level = LogLevel(max(-1, min(2, verbosity - 1)))
+    if agent_type == "tool_calling":
+        return ToolCallingAgent(tools=tools, model=model, max_steps=max_steps, verbosity_level=level)
+    return CodeAgent(
+        tools=tools, model=model, max_steps=max_steps, verbosity_level=level,
+        executor=executor.factory(context), additional_authorized_imports=context.authorized_imports,
+    )
+
+
+def _finish(
+    handle: "Tenant", run_id: str, started: float, *, status: str, output: str | None = None,
+    error: str | None = None, usage: dict[str, int] | None = None, steps: int | None = None,
+) -> int:
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    fields: dict[str, Any] = {
+        "status": status, "output": None if output is None else output[:MAX_STORED_OUTPUT],
+        "error": error, "duration_ms": duration_ms, "finished_at": utcnow(), "steps": steps,
+        "input_tokens": usage["input_tokens"] if usage else None,
+        "output_tokens": usage["output_tokens"] if usage else None,
+    }
+    core = handle.core
+    core.storage.update("runs", handle.name, run_id, fields)
+    core.plugins.notify("mt_run_finished", run=core.storage.get("runs", handle.name, run_id), tenant=handle.name)
+    return duration_ms
+
+
+def _close(agent: Any, model: Any) -> None:
+    """Release the run's executor and HTTP client; failures here never mask the run's result."""
+    for closer in (getattr(agent, "cleanup", None), getattr(getattr(model, "client", None), "close", None)):
+        if closer is not None:
+            try:
+                closer()
+            except Exception:  # noqa: BLE001
+                logger.debug("cleanup failed", exc_info=True)
+
+
+def _redact(text: str, secret: str | None) -> str:
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "[REDACTED]")
+    return text
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

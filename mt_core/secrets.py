@@ -1,0 +1,134 @@
+"""Encryption of secrets at rest: AES-256-GCM under per-tenant keys derived from a master key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets as _random
+import warnings
+from pathlib import Path
+
+from .errors import SecretError
+
+logger = logging.getLogger(__name__)
+
+VERSION = "v1"
+KEY_FILE_NAME = "master.key"
+
+
+def generate_master_key() -> str:
+    """A new random master key, as urlsafe base64 of 32 bytes."""
+    return base64.urlsafe_b64encode(_random.token_bytes(32)).decode()
+
+
+def _decode_master_key(value: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(value.strip().encode() + b"=" * (-len(value.strip()) % 4))
+    except (ValueError, TypeError):
+        raw = b""
+    if len(raw) != 32:
+        raise SecretError("MT_MASTER_KEY must be urlsafe base64 of 32 bytes (make one with `mt keys generate`)")
+    return raw
+
+
+def load_or_create_master_key(home: Path, configured: str | None) -> bytes:
+    """The master key: ``MT_MASTER_KEY`` if set, else ``<home>/master.key`` (created 0600 with a warning)."""
+    if configured:
+        return _decode_master_key(configured)
+    path = home / KEY_FILE_NAME
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(generate_master_key() + "\n")
+            warnings.warn(
+                f"MT_MASTER_KEY is not set: generated a master key in {path} (mode 0600). "
+                "Anyone who can read that file can decrypt stored API keys; set MT_MASTER_KEY "
+                "from a secret store in production.",
+                stacklevel=3,
+            )
+    return _decode_master_key(path.read_text())
+
+
+class SecretBox:
+    """Encrypts and decrypts short secrets for one master key.
+
+    Ciphertext format: ``v1:<key id>:<base64(nonce || ciphertext+tag)>``. The key is derived per
+    tenant (HKDF-SHA256), and the associated data binds the ciphertext to its tenant and row, so
+    a ciphertext copied to another row or tenant does not decrypt.
+    """
+
+    def __init__(self, master_key: bytes, *, previous: list[bytes] | None = None) -> None:
+        self._keys = {self.key_id(master_key): master_key}
+        for old in previous or []:
+            self._keys.setdefault(self.key_id(old), old)
+        self.current_key_id = self.key_id(master_key)
+
+    def __repr__(self) -> str:
+        return f"SecretBox(key_id={self.current_key_id!r})"
+
+    @staticmethod
+    def key_id(master_key: bytes) -> str:
+        """A short public fingerprint of a master key (not usable to recover it)."""
+        return hashlib.sha256(b"mt-core key id\0" + master_key).hexdigest()[:12]
+
+    def _tenant_key(self, key_id: str, tenant: str) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        master = self._keys.get(key_id)
+        if master is None:
+            raise SecretError(f"secret was encrypted under master key {key_id}, which is not configured")
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"mt-core/v1", info=f"tenant:{tenant}".encode()
+        ).derive(master)
+
+    def encrypt(self, plaintext: str, *, tenant: str, context: str) -> str:
+        """Encrypt ``plaintext`` for ``tenant``, bound to ``context`` (e.g. ``llm:<id>:api_key``)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = _random.token_bytes(12)
+        key = self._tenant_key(self.current_key_id, tenant)
+        sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(tenant, context))
+        return f"{VERSION}:{self.current_key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, ciphertext: str, *, tenant: str, context: str) -> str:
+        """Decrypt a value made by :meth:`encrypt` for the same tenant and context."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            version, key_id, payload = ciphertext.split(":", 2)
+            blob = base64.b64decode(payload, validate=True)
+        except (ValueError, AttributeError) as exc:
+            raise SecretError("stored secret is malformed") from exc
+        if version != VERSION or len(blob) < 12 + 16:
+            raise SecretError("stored secret is malformed")
+        key = self._tenant_key(key_id, tenant)
+        try:
+            return AESGCM(key).decrypt(blob[:12], blob[12:], _aad(tenant, context)).decode()
+        except InvalidTag:
+            raise SecretError("stored secret does not decrypt for this tenant and row") from None
+
+    def needs_rotation(self, ciphertext: str) -> bool:
+        """True when ``ciphertext`` is not under the current master key."""
+        return ciphertext.split(":", 2)[1:2] != [self.current_key_id]
+
+
+def _aad(tenant: str, context: str) -> bytes:
+    return f"mt-core\0{VERSION}\0{tenant}\0{context}".encode()
+
+
+def mask(secret: str | None) -> str | None:
+    """Show a secret as ``sk-ab…yz``: enough to recognise it, never enough to use it."""
+    if not secret:
+        return None
+    if len(secret) < 12:
+        return "…"
+    return f"{secret[:5]}…{secret[-2:]}"

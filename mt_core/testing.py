@@ -1,0 +1,180 @@
+"""An OpenAI-compatible chat completions server on 127.0.0.1 that plays scripted replies.
+
+For tests, benchmarks and the offline demo: agents reach it through smolagents and the real
+``openai`` client, and it records every request it receives.
+
+    with ScriptedLLMServer(script=['<code>print(1)</code>', '<code>final_answer("1")</code>']) as llm:
+        add_llm(base_url=llm.base_url, api_key="k", model_name="m")
+
+A reply is a string (the assistant's content) or a dict with any of: ``content``, ``status``
+(an HTTP error status), ``raw`` (a body sent as is, e.g. malformed JSON), ``delay`` (seconds
+to wait first), ``usage`` (``False`` leaves usage out), ``drop`` (close without answering).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Reply = str | dict[str, Any]
+
+
+def conversation_step(body: dict[str, Any]) -> int:
+    """How many assistant turns the request's conversation already has (0 for the first call)."""
+    return sum(1 for message in body.get("messages", []) if message.get("role") == "assistant")
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message whose content is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+class ScriptedLLMServer:
+    """A real HTTP server speaking the OpenAI chat completions API with scripted replies.
+
+    Args:
+        script: replies played by conversation step (see :func:`conversation_step`); the last
+            reply repeats once the script is exhausted. Stateless, so concurrent runs work.
+        responder: instead of ``script``, a function from the request body to a reply.
+        latency: seconds added before every reply.
+    """
+
+    def __init__(
+        self,
+        script: list[Reply] | None = None,
+        *,
+        responder: Callable[[dict[str, Any]], Reply] | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        if (script is None) == (responder is None):
+            raise ValueError("give exactly one of script or responder")
+        self.script = list(script or [])
+        self.responder = responder
+        self.latency = latency
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, e.g. ``http://127.0.0.1:40123/v1``."""
+        if self._server is None:
+            raise RuntimeError("server is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> "ScriptedLLMServer":
+        """Listen on a free port of 127.0.0.1 in a background thread."""
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="scripted-llm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "ScriptedLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reply_for(self, body: dict[str, Any]) -> Reply:
+        """The reply to one request body."""
+        if self.responder is not None:
+            return self.responder(body)
+        step = conversation_step(body)
+        return self.script[min(step, len(self.script) - 1)]
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+
+def _completion(body: dict[str, Any], content: str, with_usage: bool) -> dict[str, Any]:
+    prompt_chars = sum(len(message_text(m)) for m in body.get("messages", []))
+    result: dict[str, Any] = {
+        "id": f"chatcmpl-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "scripted"),
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+        ],
+    }
+    if with_usage:
+        prompt_tokens, completion_tokens = max(1, prompt_chars // 4), max(1, len(content) // 4)
+        result["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+    return result
+
+
+def _handler_for(owner: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default log
+            return
+
+        def _send(self, status: int, payload: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.rstrip("/").endswith("/models"):
+                self._send(200, json.dumps({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
+            else:
+                self._send(404, b'{"error": {"message": "not found"}}')
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                self._send(400, b'{"error": {"message": "request body is not JSON"}}')
+                return
+            owner._record({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send(404, b'{"error": {"message": "not found"}}')
+                return
+            reply = owner.reply_for(body)
+            spec = {"content": reply} if isinstance(reply, str) else dict(reply)
+            delay = owner.latency + float(spec.get("delay", 0.0))
+            if delay:
+                time.sleep(delay)
+            if spec.get("drop"):
+                self.close_connection = True
+                self.connection.close()
+                return
+            if "raw" in spec:
+                self._send(int(spec.get("status", 200)), str(spec["raw"]).encode())
+                return
+            status = int(spec.get("status", 200))
+            if status != 200:
+                message = spec.get("content") or f"scripted error {status}"
+                self._send(status, json.dumps({"error": {"message": message, "type": "scripted"}}).encode())
+                return
+            completion = _completion(body, str(spec.get("content", "")), spec.get("usage", True) is not False)
+            self._send(200, json.dumps(completion).encode())
+
+    return Handler
