@@ -28,6 +28,8 @@ class Settings:
         docker_image: base image of the Docker sandbox. ``DOCKER_IMAGE``.
         docker_env_vars: names of the variables passed into the sandbox. ``DOCKER_ENV_VARS``.
         llm_timeout: seconds one LLM request may take. ``MT_LLM_TIMEOUT``, default 60.
+        tool_check_timeout: seconds the validation of a tool's source may take.
+            ``MT_TOOL_CHECK_TIMEOUT``, default 30.
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
@@ -39,6 +41,7 @@ class Settings:
     docker_image: str = DEFAULT_DOCKER_IMAGE
     docker_env_vars: tuple[str, ...] = ()
     llm_timeout: float = 60.0
+    tool_check_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> "Settings":
@@ -59,6 +62,7 @@ class Settings:
             "docker_image": env.get("DOCKER_IMAGE") or DEFAULT_DOCKER_IMAGE,
             "docker_env_vars": tuple(_split_list(env.get("DOCKER_ENV_VARS"))),
             "llm_timeout": float(env.get("MT_LLM_TIMEOUT") or 60.0),
+            "tool_check_timeout": float(env.get("MT_TOOL_CHECK_TIMEOUT") or 30.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "home" in overrides and overrides["home"] is not None:

@@ -19,7 +19,7 @@ from .secrets import SecretBox, load_or_create_master_key, mask
 from .storage import Storage, utcnow
 from .tool_loader import find_tool_definition
 from .validation import (
-    check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name, check_tool_source,
+    check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name, check_tool_source, tool_error,
 )
 
 DEFAULT_TENANT = "default"
@@ -123,12 +123,12 @@ class Tenant:
         from .tool_check import check_in_child
 
         check_tool_name(name)
-        description = check_text("description", description, max_length=MAX_DESCRIPTION)
+        description = check_text("description", description, max_length=MAX_DESCRIPTION, error=tool_error)
         deps = check_dependencies(dependencies)
         tree = check_tool_source(code, max_bytes=MAX_TOOL_SOURCE_BYTES)
         if any(tool["name"] == name for tool in self.core.storage.list("tools", self.name)):
             raise ConflictError(f"this tenant already has a tool named {name!r}")
-        meta = check_in_child(name, code)
+        meta = check_in_child(name, code, timeout=self.core.settings.tool_check_timeout)
         kind = "class" if isinstance(find_tool_definition(tree), ast.ClassDef) else "function"
         tool_id = new_id("tool")
         self.core.storage.insert(
@@ -269,7 +269,7 @@ class Tenant:
         ``use_docker=True`` runs the agent's code in the Docker sandbox when one is available and
         falls back to the local executor with a warning otherwise. ``agent_type`` is ``"code"``
         (smolagents ``CodeAgent``) or ``"tool_calling"`` (``ToolCallingAgent``). ``verbosity`` 0
-        is silent, 1-3 print the agent's steps. Raises :class:`RunError` when the run fails (the
+        is silent, 1 prints the agent's steps, 2 adds debug detail. Raises :class:`RunError` when the run fails (the
         failed run is recorded) and :class:`NotFoundError` for ids this tenant does not have.
         """
         return run_query(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from .plugins import Executor, Plugins
+from .user_warnings import warn
 
 LOCAL = "local"
 DOCKER = "docker"
@@ -46,10 +46,9 @@ def choose_executor(plugins: Plugins, use_docker: bool) -> Executor:
         reason = "no Docker executor plugin is installed" if docker is None else docker.unavailable_reason()
         if docker is not None and reason is None:
             return docker
-        warnings.warn(
+        warn(
             f"use_docker=True but the Docker sandbox is unavailable ({reason}); running locally. "
             "The local executor is not a security boundary.",
             SandboxFallbackWarning,
-            stacklevel=3,
         )
     return plugins.executors[LOCAL]

@@ -61,13 +61,13 @@ def validate_llm_fields(
         if not isinstance(value, OPTION_TYPES):
             raise LLMConfigError(name, f"must be a string, number or boolean, got {type(value).__name__}")
         if isinstance(value, str):
-            check_text(name, value, max_length=4096, allow_empty=True)
+            check_text(name, value, max_length=4096, allow_empty=True, error=LLMConfigError)
     if model_name is not None:
-        model_name = check_text("model_name", model_name, max_length=256)
+        model_name = check_text("model_name", model_name, max_length=256, error=LLMConfigError)
     if base_url is not None:
         base_url = check_base_url(base_url)
     if api_key is not None:
-        api_key = check_text("api_key", api_key, max_length=4096)
+        api_key = check_text("api_key", api_key, max_length=4096, error=LLMConfigError)
         if any(ch.isspace() for ch in api_key):
             raise LLMConfigError("api_key", "must not contain whitespace")
     return {"base_url": base_url, "api_key": api_key, "model_name": model_name or "", "options": dict(options)}

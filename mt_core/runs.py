@@ -124,7 +124,7 @@ def _assemble(
     from smolagents import CodeAgent, ToolCallingAgent
     from smolagents.monitoring import LogLevel
 
-    level = LogLevel(max(-1, min(2, verbosity - 1)))
+    level = LogLevel(min(verbosity, 2)) if verbosity > 0 else LogLevel.OFF
     if agent_type == "tool_calling":
         return ToolCallingAgent(tools=tools, model=model, max_steps=max_steps, verbosity_level=level)
     return CodeAgent(

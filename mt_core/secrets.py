@@ -7,10 +7,10 @@ import hashlib
 import logging
 import os
 import secrets as _random
-import warnings
 from pathlib import Path
 
 from .errors import SecretError
+from .user_warnings import warn
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,10 @@ def load_or_create_master_key(home: Path, configured: str | None) -> bytes:
         else:
             with os.fdopen(fd, "w") as handle:
                 handle.write(generate_master_key() + "\n")
-            warnings.warn(
+            warn(
                 f"MT_MASTER_KEY is not set: generated a master key in {path} (mode 0600). "
                 "Anyone who can read that file can decrypt stored API keys; set MT_MASTER_KEY "
-                "from a secret store in production.",
-                stacklevel=3,
+                "from a secret store in production."
             )
     return _decode_master_key(path.read_text())
 

@@ -19,11 +19,10 @@ from typing import Any
 
 from .errors import ToolValidationError
 
-CHECK_TIMEOUT_SECONDS = 30.0
 CHECK_MEMORY_BYTES = 1536 * 1024 * 1024
 
 
-def check_in_child(name: str, source: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> dict[str, Any]:
+def check_in_child(name: str, source: str, *, timeout: float) -> dict[str, Any]:
     """Build the tool in a child process and return its metadata, or raise ToolValidationError."""
     request = json.dumps(
         {"name": name, "source": source, "filename": f"<tool {name}>", "memory": CHECK_MEMORY_BYTES,

@@ -9,6 +9,7 @@ import ast
 import builtins
 import keyword
 import re
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from .errors import LLMConfigError, TenantError, ToolValidationError, ValidationError
@@ -34,20 +35,35 @@ def check_tenant(tenant: object) -> str:
     return tenant
 
 
-def check_text(field: str, value: object, *, max_length: int, allow_empty: bool = False) -> str:
-    """A text field: a ``str`` without NUL bytes or lone surrogates, within ``max_length``."""
+def tool_error(field: str, problem: str) -> ToolValidationError:
+    """The error for a bad argument of ``add_tool`` (for :func:`check_text`)."""
+    return ToolValidationError(problem, field=field)
+
+
+def check_text(
+    field: str,
+    value: object,
+    *,
+    max_length: int,
+    allow_empty: bool = False,
+    error: Callable[[str, str], ValidationError] = ValidationError,
+) -> str:
+    """A text field: a ``str`` without NUL bytes or lone surrogates, within ``max_length``.
+
+    ``error(field, problem)`` makes the exception raised (a :class:`ValidationError` subclass).
+    """
     if not isinstance(value, str):
-        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+        raise error(field, f"must be a string, got {type(value).__name__}")
     if not allow_empty and not value.strip():
-        raise ValidationError(field, "must not be empty")
+        raise error(field, "must not be empty")
     if len(value) > max_length:
-        raise ValidationError(field, f"is {len(value)} characters long; the limit is {max_length}")
+        raise error(field, f"is {len(value)} characters long; the limit is {max_length}")
     if "\x00" in value:
-        raise ValidationError(field, "must not contain NUL bytes")
+        raise error(field, "must not contain NUL bytes")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationError(field, "is not valid UTF-8 text") from None
+        raise error(field, "is not valid UTF-8 text") from None
     return value
 
 
@@ -77,7 +93,7 @@ def check_llm_name(name: object) -> str:
 
 def check_base_url(value: object) -> str:
     """An http(s) URL with a host, as the base URL of an LLM endpoint."""
-    text = check_text("base_url", value, max_length=2048)
+    text = check_text("base_url", value, max_length=2048, error=LLMConfigError)
     parsed = urlparse(text)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise LLMConfigError("base_url", f"{_show(text)} is not an http:// or https:// URL with a host")
@@ -127,7 +143,7 @@ def check_tool_source(code: object, *, max_bytes: int) -> ast.Module:
             code = code.decode("utf-8")
         except UnicodeDecodeError:
             raise ToolValidationError("is not valid UTF-8 text") from None
-    text = check_text("code", code, max_length=max_bytes)
+    text = check_text("code", code, max_length=max_bytes, error=tool_error)
     if len(text.encode("utf-8")) > max_bytes:
         raise ToolValidationError(f"is larger than {max_bytes} bytes")
     try:

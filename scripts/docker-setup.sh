@@ -46,16 +46,21 @@ as_root() {
 engine_ok() { command -v docker >/dev/null 2>&1 && timeout 15 docker info >/dev/null 2>&1; }
 
 APT_UPDATED=0
+APT_LOG="$TMPD/mt-docker-setup-apt.log"
 apt_install() {  # apt_install PKG...  (apt-get update at most once per run)
   if [ "$APT_UPDATED" = 0 ]; then
     log "apt-get update"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null ||
-      die "apt-get update failed"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$APT_LOG" 2>&1 ||
+      apt_fail "apt-get update"
     APT_UPDATED=1
   fi
   log "apt-get install -y $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null ||
-    die "apt-get install $* failed"
+  as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
+    apt-get install -y -q "$@" >>"$APT_LOG" 2>&1 || apt_fail "apt-get install $*"
+}
+apt_fail() {
+  tail -n 15 "$APT_LOG" | sed 's/^/docker-setup:   | /' >&2
+  die "$1 failed (full log: $APT_LOG)"
 }
 
 ensure_tools() {  # install docker.io / debootstrap only if missing

@@ -1,0 +1,92 @@
+"""mt-core example: a calculator tool, an LLM configuration and a query, for tenant "example".
+
+Run it with `make demo`. With LLM_API_KEY, API_BASE_URL and MODEL_NAME in .env it uses that LLM;
+without them it starts the offline demo model, a scripted OpenAI-compatible server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from mt_core import add_llm, add_tool, get_core, get_llm_config, get_tools, run_query, tenant
+from mt_core.testing import ScriptedLLMServer
+
+CALCULATOR = '''
+def calculate(expression: str) -> str:
+    """Evaluates a mathematical expression and returns the result.
+
+    Args:
+        expression: The mathematical expression to evaluate, e.g. "2 + 2" or "25 * 16".
+    """
+    import ast
+    import operator
+
+    operators = {
+        ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.Div: operator.truediv, ast.Pow: operator.pow, ast.Mod: operator.mod,
+        ast.USub: operator.neg, ast.UAdd: operator.pos,
+    }
+
+    def evaluate(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in operators:
+            return operators[type(node.op)](evaluate(node.left), evaluate(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in operators:
+            return operators[type(node.op)](evaluate(node.operand))
+        raise ValueError(f"unsupported expression: {expression!r}")
+
+    return str(evaluate(ast.parse(expression, mode="eval").body))
+'''
+
+# What the offline demo model answers, step by step: call the tool, then give the final answer.
+DEMO_SCRIPT = [
+    "Thought: I will multiply the numbers with the calculator tool.\n"
+    '<code>\nresult = calculator(expression="25 * 16")\nprint(result)\n</code>',
+    "Thought: The calculator says 400.\n<code>\nfinal_answer(result)\n</code>",
+]
+
+TENANT = "example"
+
+
+def main() -> None:
+    settings = get_core().settings
+    demo = None
+    if settings.llm_api_key:
+        base_url, api_key, model_name = settings.api_base_url, settings.llm_api_key, settings.model_name
+        print(f"Using {model_name} at {base_url}")
+    else:
+        demo = ScriptedLLMServer(script=DEMO_SCRIPT).start()
+        base_url, api_key, model_name = demo.base_url, "demo-key", "offline-demo-model"
+        print(
+            "LLM_API_KEY is not set: using the OFFLINE DEMO MODEL, a scripted OpenAI-compatible\n"
+            f"server at {demo.base_url} that plays a fixed conversation. Set LLM_API_KEY,\n"
+            "API_BASE_URL and MODEL_NAME in .env to use a real LLM."
+        )
+    try:
+        # Tools are per tenant and names are unique within a tenant: reuse the tool on a rerun.
+        existing = {tool["name"]: tool["id"] for tool in get_tools(tenant=TENANT)}
+        tool_id = existing.get("calculator") or add_tool(
+            name="calculator",
+            description="Evaluates an arithmetic expression such as '25 * 16' and returns the result.",
+            code=CALCULATOR,
+            tenant=TENANT,
+        )
+        llm_id = add_llm(
+            base_url=base_url, api_key=api_key, model_name=model_name,
+            llm_name=f"{model_name}-{len(tenant(TENANT).get_llms())}", tenant=TENANT,
+        )
+        print("LLM configuration (key masked):", get_llm_config(llm_id, tenant=TENANT))
+
+        result = run_query(
+            tool_ids=[tool_id], llm_id=llm_id, query="What is 25 multiplied by 16?",
+            use_docker=True, tenant=TENANT, verbosity=1,
+        )
+        print(f"\nAnswer: {result}")
+        print(f"Run {result.run_id}: status={result.status} executor={result.executor} "
+              f"tokens={result.usage} duration={result.duration_ms} ms")
+    finally:
+        if demo is not None:
+            demo.stop()
+
+
+if __name__ == "__main__":
+    main()

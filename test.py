@@ -1,0 +1,66 @@
+"""The seed's smoke check: a greeting tool, an LLM from .env, a query that uses the tool, and the
+database and tool files on disk. Exits non-zero on failure. Uses the offline demo model when
+LLM_API_KEY is not set.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mt_core import add_llm, add_tool, get_core, run_query
+from mt_core.testing import ScriptedLLMServer
+
+GREETER = '''
+def greet(name: str) -> str:
+    """Greets someone by name.
+
+    Args:
+        name: The name of the person to greet.
+    """
+    return f"Hello, {name}! Welcome to mt-core."
+'''
+
+DEMO_SCRIPT = [
+    '<code>\ngreeting = greeter(name="Ada")\nprint(greeting)\n</code>',
+    "<code>\nfinal_answer(greeting)\n</code>",
+]
+
+
+def main() -> int:
+    core = get_core()
+    settings = core.settings
+    demo = None if settings.llm_api_key else ScriptedLLMServer(script=DEMO_SCRIPT).start()
+    if demo is not None:
+        print("LLM_API_KEY is not set: using the offline demo model (scripted server on 127.0.0.1).")
+    tenant = "smoke-test"
+    try:
+        existing = {t["name"]: t["id"] for t in core.tenant(tenant).get_tools()}
+        tool_id = existing.get("greeter") or add_tool(
+            name="greeter", description="Greets a person by name.", code=GREETER, tenant=tenant
+        )
+        llm_id = add_llm(
+            base_url=demo.base_url if demo else settings.api_base_url,
+            api_key="demo-key" if demo else settings.llm_api_key,
+            model_name="offline-demo-model" if demo else settings.model_name,
+            llm_name=f"smoke-{len(core.tenant(tenant).get_llms())}",
+            tenant=tenant,
+        )
+        result = run_query([tool_id], llm_id, "Please greet Ada.", tenant=tenant)
+    finally:
+        if demo is not None:
+            demo.stop()
+    checks = {
+        "the answer greets Ada": "Ada" in str(result),
+        "the database file exists": (core.home / "mt.db").is_file(),
+        "the tool file exists": Path(core.home / "tools" / tenant / f"{tool_id}.py").is_file(),
+        "the run is recorded": core.tenant(tenant).get_run(result.run_id)["status"] == "succeeded",
+    }
+    for check, ok in checks.items():
+        print(f"{'ok ' if ok else 'FAIL'} {check}")
+    print(f"answer: {result}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

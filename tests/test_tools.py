@@ -1,0 +1,249 @@
+"""Tools written as Python source: validation, storage, files on disk."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from conftest import CALCULATOR, make_settings
+from mt_core import ConflictError, MTCore, NotFoundError, ToolValidationError
+
+CLASS_TOOL = '''
+from smolagents import Tool
+
+
+class Shout(Tool):
+    name = "shout"
+    description = "Upper-cases a text."
+    inputs = {"text": {"type": "string", "description": "The text to shout."}}
+    output_type = "string"
+
+    def forward(self, text: str) -> str:
+        return text.upper() + "!"
+'''
+
+
+def test_function_tool_is_stored_with_metadata_and_file(core):
+    acme = core.tenant("acme")
+    tool_id = acme.add_tool("calculator", "Evaluates arithmetic.", CALCULATOR, dependencies=["numpy>=1.26"])
+
+    tool = acme.get_tool(tool_id)
+    assert tool["id"] == tool_id and tool_id.startswith("tool_")
+    assert tool["name"] == "calculator"
+    assert tool["description"] == "Evaluates arithmetic."
+    assert tool["inputs"] == {
+        "expression": {"type": "string", "description": 'The mathematical expression to evaluate, e.g. "2 + 2" or "25 * 16".'}
+    }
+    assert tool["output_type"] == "string"
+    assert tool["dependencies"] == ["numpy>=1.26"]
+    assert tool["origin"] == "tenant" and tool["kind"] == "function" and tool["version"] == 1
+    assert tool["code"] == CALCULATOR
+    path = core.home / "tools" / "acme" / f"{tool_id}.py"
+    assert path.read_text() == CALCULATOR
+    assert [t["id"] for t in acme.get_tools()] == [tool_id]
+
+
+def test_class_tool_is_accepted(core):
+    acme = core.tenant("acme")
+    tool_id = acme.add_tool("shouter", "Shouts.", CLASS_TOOL)
+    tool = acme.get_tool(tool_id)
+    assert tool["kind"] == "class"
+    assert tool["inputs"]["text"]["type"] == "string"
+
+
+def test_delete_removes_row_and_file(core):
+    acme = core.tenant("acme")
+    tool_id = acme.add_tool("calculator", "Evaluates arithmetic.", CALCULATOR)
+    acme.delete_tool(tool_id)
+    assert acme.get_tools() == []
+    assert not (core.home / "tools" / "acme" / f"{tool_id}.py").exists()
+    with pytest.raises(NotFoundError, match=f"tool '{tool_id}' not found"):
+        acme.get_tool(tool_id)
+    with pytest.raises(NotFoundError):
+        acme.delete_tool(tool_id)
+
+
+def test_duplicate_name_is_a_conflict_and_other_tenants_may_reuse_it(core):
+    core.tenant("acme").add_tool("calculator", "Evaluates arithmetic.", CALCULATOR)
+    with pytest.raises(ConflictError, match="already has a tool named 'calculator'"):
+        core.tenant("acme").add_tool("calculator", "Again.", CALCULATOR)
+    assert core.tenant("globex").add_tool("calculator", "Evaluates arithmetic.", CALCULATOR)
+    assert len(core.tenant("acme").get_tools()) == 1
+
+
+NO_HINT = '''
+def f(x) -> str:
+    """Doc.
+
+    Args:
+        x: a value.
+    """
+    return str(x)
+'''
+NO_RETURN_HINT = '''
+def f(x: int):
+    """Doc.
+
+    Args:
+        x: a value.
+    """
+    return x
+'''
+NO_DOCSTRING = "def f(x: int) -> int:\n    return x\n"
+NO_ARGS_SECTION = 'def f(x: int) -> int:\n    """Returns x."""\n    return x\n'
+UNDESCRIBED_PARAM = '''
+def f(x: int, y: int) -> int:
+    """Adds.
+
+    Args:
+        x: first.
+    """
+    return x + y
+'''
+TWO_TOOLS = '''
+def a(x: int) -> int:
+    """A.
+
+    Args:
+        x: x.
+    """
+    return x
+
+
+def b(x: int) -> int:
+    """B.
+
+    Args:
+        x: x.
+    """
+    return x
+'''
+MISSING_IMPORT = '''
+import surely_not_an_installed_module
+
+
+def f(x: int) -> int:
+    """F.
+
+    Args:
+        x: x.
+    """
+    return x
+'''
+RAISES_AT_IMPORT = '''
+raise RuntimeError("boom at import")
+
+
+def f(x: int) -> int:
+    """F.
+
+    Args:
+        x: x.
+    """
+    return x
+'''
+BAD_CLASS_TOOL = '''
+from smolagents import Tool
+
+
+class Broken(Tool):
+    name = "broken"
+    description = "Broken."
+    inputs = {"text": {"type": "not-a-type", "description": "x"}}
+    output_type = "string"
+
+    def forward(self, text):
+        return text
+'''
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("def f(:\n", r"code: line 1: is not valid Python"),
+        ("", "code: must not be empty"),
+        ("   \n", "code: must not be empty"),
+        ("x = 1\n", "code: defines no tool"),
+        ("import os\n", "code: defines no tool"),
+        (NO_HINT, "code: line 2: parameter 'x' of 'f' has no type hint"),
+        (NO_RETURN_HINT, "code: line 2: function 'f' has no return type hint"),
+        (NO_DOCSTRING, "code: line 1: function 'f' has no docstring"),
+        (NO_ARGS_SECTION, "code: line 1: docstring of 'f' has no 'Args:' section"),
+        (UNDESCRIBED_PARAM, "code: line 2: docstring of 'f' does not describe parameter 'y'"),
+        (TWO_TOOLS, r"code: line 11: defines 2 tools \('a' \(line 2\), 'b' \(line 11\)\)"),
+        ("async def f(x: int) -> int:\n    return x\n", "code: line 1: async function 'f' is not supported"),
+        ("def f(*args: int) -> int:\n    '''D.\n\n    Args:\n        args: a.\n    '''\n", r"must not take \*args"),
+        (MISSING_IMPORT, "code: line 2: ModuleNotFoundError: No module named 'surely_not_an_installed_module'"),
+        (RAISES_AT_IMPORT, "code: line 2: RuntimeError: boom at import"),
+        (BAD_CLASS_TOOL, "not-a-type"),
+        ("x = '\x00'\n", "code: must not contain NUL bytes"),
+        (b"\xff\xfe", "code: is not valid UTF-8 text"),
+    ],
+)
+def test_invalid_code_is_rejected_and_nothing_is_stored(core, code, message):
+    acme = core.tenant("acme")
+    with pytest.raises(ToolValidationError, match=message):
+        acme.add_tool("mytool", "A tool.", code)
+    assert acme.get_tools() == []
+    assert not (core.home / "tools" / "acme").exists() or not any((core.home / "tools" / "acme").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("1abc", "name: '1abc' is not a valid tool name"),
+        ("has space", "is not a valid tool name"),
+        ("../etc", "is not a valid tool name"),
+        ("class", "is not a valid tool name"),
+        ("a" * 65, "is not a valid tool name"),
+        ("print", "name: 'print' is reserved"),
+        ("final_answer", "is reserved"),
+        (None, "name: None is not a valid tool name"),
+    ],
+)
+def test_invalid_names_are_rejected(core, name, message):
+    with pytest.raises(ToolValidationError, match=message):
+        core.tenant("acme").add_tool(name, "A tool.", CALCULATOR)
+    assert core.tenant("acme").get_tools() == []
+
+
+@pytest.mark.parametrize(
+    ("dependencies", "message"),
+    [
+        ("numpy", "dependencies: must be a list"),
+        (["--index-url https://evil.example/simple"], "is a pip option, not a requirement"),
+        (["numpy >= = 1"], "is not a PEP 508 requirement"),
+        (["pkg @ https://example.com/pkg.whl"], "direct URL references are not allowed"),
+        ([""], "is not a requirement string"),
+    ],
+)
+def test_invalid_dependencies_are_rejected(core, dependencies, message):
+    with pytest.raises(ToolValidationError, match=message):
+        core.tenant("acme").add_tool("calculator", "A tool.", CALCULATOR, dependencies=dependencies)
+    assert core.tenant("acme").get_tools() == []
+
+
+def test_description_is_required(core):
+    with pytest.raises(ToolValidationError, match="description: must not be empty"):
+        core.tenant("acme").add_tool("calculator", "  ", CALCULATOR)
+
+
+def test_module_body_that_loops_is_stopped_by_the_time_limit(tmp_path):
+    core = MTCore(settings=make_settings(tmp_path, tool_check_timeout=3.0))
+    looping = "while True:\n    pass\n" + CALCULATOR
+    started = time.monotonic()
+    with pytest.raises(ToolValidationError, match="took longer than 3 s"):
+        core.tenant("acme").add_tool("calculator", "Loops.", looping)
+    assert time.monotonic() - started < 10
+    assert core.tenant("acme").get_tools() == []
+
+
+def test_validation_never_runs_tenant_code_in_this_process(core, tmp_path):
+    marker = tmp_path / "ran-here"
+    code = f"import os\nopen({str(marker)!r} + str(os.getpid()), 'w').close()\n" + CALCULATOR
+
+    core.tenant("acme").add_tool("calculator", "Writes a marker.", code)
+    assert not (tmp_path / f"ran-here{os.getpid()}").exists()
+    assert len(list(tmp_path.glob("ran-here*"))) == 1  # it ran, in the child
