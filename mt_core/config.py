@@ -43,6 +43,11 @@ class Settings:
     llm_timeout: float = 60.0
     tool_check_timeout: float = 30.0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home))
+        if self.load_plugins is not None:
+            object.__setattr__(self, "load_plugins", tuple(self.load_plugins))
+
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> "Settings":
         """Build settings from ``os.environ`` (after loading ``.env`` from the working directory)."""
@@ -65,6 +70,4 @@ class Settings:
             "tool_check_timeout": float(env.get("MT_TOOL_CHECK_TIMEOUT") or 30.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "home" in overrides and overrides["home"] is not None:
-            values["home"] = Path(overrides["home"])  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]

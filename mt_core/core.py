@@ -19,7 +19,7 @@ from .secrets import SecretBox, load_or_create_master_key, mask
 from .storage import Storage, utcnow
 from .tool_loader import find_tool_definition
 from .validation import (
-    check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name, check_tool_source, tool_error,
+    check_dependencies, check_llm_name, default_llm_name, check_tenant, check_text, check_tool_name, check_tool_source, tool_error,
 )
 
 DEFAULT_TENANT = "default"
@@ -207,8 +207,8 @@ class Tenant:
         if entry is None:
             known = ", ".join(sorted(self.core.plugins.providers)) or "none"
             raise LLMConfigError("provider", f"{provider!r} is not an installed provider (installed: {known})")
-        name = check_llm_name(llm_name if llm_name is not None else model_name)
         clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name, options=options)
+        name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
         llm_id = new_id("llm")
         key = clean["api_key"]
         self.core.storage.insert(

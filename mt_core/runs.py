@@ -96,7 +96,7 @@ def run_query(
         core.plugins.notify("mt_agent_assembled", agent=agent, tenant=tenant, run_id=run_id)
         outcome = agent.run(query, return_full_result=True)
     except Exception as exc:  # every failure becomes a recorded, readable run error
-        message = _redact(f"{type(exc).__name__}: {exc}", getattr(config, "api_key", None))
+        message = _redact(describe_failure(exc, config), getattr(config, "api_key", None))
         status = "timeout" if _is_timeout(exc) else "failed"
         _finish(handle, run_id, started, status=status, error=message)
         logger.info("run %s for tenant %s %s", run_id, tenant, status)
@@ -158,6 +158,18 @@ def _close(agent: Any, model: Any) -> None:
                 closer()
             except Exception:  # noqa: BLE001
                 logger.debug("cleanup failed", exc_info=True)
+
+
+def describe_failure(exc: BaseException, config: Any) -> str:
+    """A one-line account of why a run failed, naming the LLM endpoint when the LLM call failed."""
+    cause = exc.__cause__
+    if type(exc).__name__ == "AgentGenerationError" and cause is not None:
+        endpoint = f" ({config.provider} endpoint {config.base_url})" if config is not None else ""
+        detail = str(cause).strip() or type(cause).__name__
+        if type(cause).__name__ == "JSONDecodeError":
+            detail = f"the response is not valid JSON ({detail})"
+        return f"LLM request failed{endpoint}: {type(cause).__name__}: {detail}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _redact(text: str, secret: str | None) -> str:

@@ -91,6 +91,12 @@ def check_llm_name(name: object) -> str:
     return name
 
 
+def default_llm_name(model_name: str) -> str:
+    """A valid LLM configuration name made from a model name (``openai/gpt-4o`` -> ``openai-gpt-4o``)."""
+    name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", model_name).strip("-.:_")[:128]
+    return name or "llm"
+
+
 def check_base_url(value: object) -> str:
     """An http(s) URL with a host, as the base URL of an LLM endpoint."""
     text = check_text("base_url", value, max_length=2048, error=LLMConfigError)

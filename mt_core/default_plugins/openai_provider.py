@@ -9,25 +9,39 @@ from mt_core.hookspecs import hookimpl
 PLACEHOLDER_KEY = "not-needed"
 
 
+def _require_usage(client: Any) -> Any:
+    """Make a response without ``usage`` a clear error (token accounting needs it)."""
+    completions = client.chat.completions
+    create = completions.create
+
+    def checked_create(*args: Any, **kwargs: Any) -> Any:
+        response = create(*args, **kwargs)
+        if not kwargs.get("stream") and getattr(response, "usage", None) is None:
+            raise ValueError("the endpoint's response has no 'usage' (token counts), which mt-core records per run")
+        return response
+
+    completions.create = checked_create
+    return client
+
+
 def build_model(config: Any) -> Any:
     """A smolagents ``OpenAIModel`` for ``config``, with a request timeout and bounded retries.
 
     smolagents' own retry on HTTP 429 waits a minute per attempt; it is turned off so a run ends
     within the configured timeout, and the ``openai`` client retries briefly instead.
     """
+    import openai
     from smolagents import OpenAIModel
 
     options = dict(config.options)
     max_retries = int(options.pop("max_retries", 1))
     timeout = float(options.pop("timeout", config.timeout))
-    return OpenAIModel(
-        model_id=config.model_name,
-        api_base=config.base_url,
-        api_key=config.api_key or PLACEHOLDER_KEY,
-        client_kwargs={"timeout": timeout, "max_retries": max_retries},
-        retry=False,
-        **options,
+    organization = options.pop("organization", None)
+    client = openai.OpenAI(
+        api_key=config.api_key or PLACEHOLDER_KEY, base_url=config.base_url, organization=organization,
+        timeout=timeout, max_retries=max_retries,
     )
+    return OpenAIModel(model_id=config.model_name, client=_require_usage(client), retry=False, **options)
 
 
 @hookimpl
