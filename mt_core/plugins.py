@@ -173,7 +173,7 @@ class Plugins:
             if self._loaded:
                 return self
             for module_name in DEFAULT_PLUGINS:
-                info = PluginInfo(name=module_name, distribution="mt-core", builtin=True)
+                info = PluginInfo(name=module_name, distribution="mt-core", version=_core_version(), builtin=True)
                 self._add(info, lambda m=module_name: importlib.import_module(m))
             for entry_point in self._entry_points():
                 dist = entry_point.dist
@@ -290,6 +290,12 @@ class Plugins:
         """Every plugin that loaded or failed, default plugins first."""
         self.load()
         return sorted(self.infos.values(), key=lambda i: (not i.builtin, i.name))
+
+
+def _core_version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:

@@ -26,18 +26,18 @@ OPTIONAL = ("base_url", "api_key", "temperature", "max_tokens", "timeout")
 
 
 def build_model(config: LLMConfig) -> Model:
-    """A smolagents ``LiteLLMModel`` for one stored configuration.
+    """A smolagents ``LiteLLMModel`` for one stored LLM configuration.
+
+    smolagents' own retry on rate limits (a minute per attempt) is turned off and LiteLLM does not
+    retry either, so a call ends within the configured timeout. A configuration without an API key
+    sends a placeholder, so LiteLLM never falls back to credentials in the server's environment
+    (``OPENAI_API_KEY`` and the like), which belong to the operator, not to a tenant.
 
     Args:
-        config: The configuration, with its API key decrypted.
+        config: The stored configuration, with its API key decrypted.
 
     Returns:
-        The model. It makes no request until the agent calls it.
-
-    smolagents' own retry on rate limits (a minute per attempt) is turned off, and LiteLLM does
-    not retry either (``num_retries=0``), so a run ends within the configured timeout. A configuration without an API
-    key sends a placeholder instead, so LiteLLM never falls back to credentials in the server's
-    environment (``OPENAI_API_KEY`` and the like), which belong to the operator, not the tenant.
+        The model; it makes no request until it is called.
     """
     # LiteLLM otherwise downloads its model price list from GitHub when it is first imported.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -1,0 +1,5 @@
+"""``python -m mt_core`` is the ``mt`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""The ``mt`` command: inspect plugins, tools, LLMs and runs; plugins add their own subcommands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .api import configure, get_core
+from .core import DEFAULT_TENANT
+from .errors import MTError
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None:
+    """Print rows as JSON or as an aligned table."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    click.echo("  ".join(column.ljust(width) for column, width in zip(columns, widths)).rstrip())
+    for line in cells:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(value)
+    text = "" if value is None else str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+tenant_option = click.option("--tenant", "-t", default=DEFAULT_TENANT, show_default=True, help="Tenant name.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+@click.option("--home", envvar="MT_HOME", type=click.Path(file_okay=False), help="Data directory (MT_HOME).")
+@click.version_option(package_name="mt-core")
+def cli(home: str | None) -> None:
+    """mt-core: multi-tenant agent tools, LLMs and runs."""
+    if home:
+        configure(home)
+
+
+@cli.command()
+@json_option
+def plugins(as_json: bool) -> None:
+    """List every plugin that loaded or failed, with its hooks, version and error."""
+    infos = [info.as_dict() for info in get_core().plugins.plugin_list()]
+    _emit(infos, ["name", "distribution", "version", "hooks", "error"], as_json)
+
+
+@cli.group()
+def tools() -> None:
+    """A tenant's tools."""
+
+
+@tools.command("list")
+@tenant_option
+@json_option
+def tools_list(tenant: str, as_json: bool) -> None:
+    """List the tools a tenant can use."""
+    _emit(get_core().tenant(tenant).get_tools(), ["id", "name", "origin", "output_type", "description"], as_json)
+
+
+@cli.group()
+def llms() -> None:
+    """A tenant's LLM configurations (keys always masked)."""
+
+
+@llms.command("list")
+@tenant_option
+@json_option
+def llms_list(tenant: str, as_json: bool) -> None:
+    """List a tenant's LLM configurations."""
+    _emit(get_core().tenant(tenant).get_llms(), ["id", "name", "provider", "model_name", "base_url", "api_key"], as_json)
+
+
+@cli.group()
+def runs() -> None:
+    """A tenant's run records."""
+
+
+@runs.command("list")
+@tenant_option
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+@json_option
+def runs_list(tenant: str, limit: int, as_json: bool) -> None:
+    """List a tenant's most recent runs."""
+    rows = get_core().tenant(tenant).get_runs(limit)
+    _emit(rows, ["id", "status", "executor", "duration_ms", "input_tokens", "output_tokens", "error"], as_json)
+
+
+@cli.group()
+def keys() -> None:
+    """Master keys for secrets at rest."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new random master key for MT_MASTER_KEY."""
+    from .secrets import generate_master_key
+
+    click.echo(generate_master_key())
+
+
+def main() -> None:
+    """Entry point of the ``mt`` console script: add plugin commands, run, report errors cleanly."""
+    try:
+        get_core().plugins.notify("mt_register_commands", cli=cli)
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        raise SystemExit(1) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except MTError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None
