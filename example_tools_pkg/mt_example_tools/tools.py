@@ -23,32 +23,50 @@ def calculator(expression: str) -> str:
         ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
     }
     unary = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-    max_power_bits = 100_000  # refuse results like 9 ** 9 ** 9 that would take minutes to compute
-
-    def evaluate(node: ast.AST) -> int | float:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
-        if isinstance(node, ast.UnaryOp) and type(node.op) in unary:
-            return unary[type(node.op)](evaluate(node.operand))
-        if isinstance(node, ast.BinOp) and type(node.op) in binary:
-            left, right = evaluate(node.left), evaluate(node.right)
-            if isinstance(node.op, ast.Pow) and abs(left) > 1 and abs(right) * max(abs(left), 2).bit_length() > max_power_bits:
-                raise ValueError(f"the power in {expression!r} is too large to compute")
-            try:
-                return binary[type(node.op)](left, right)
-            except ZeroDivisionError:
-                raise ValueError(f"division by zero in {expression!r}") from None
-            except OverflowError:
-                raise ValueError(f"the result of {expression!r} is too large") from None
-        raise ValueError(
-            f"unsupported expression {expression!r}: only numbers, + - * / // % ** and parentheses are allowed"
-        )
+    max_bits = 10_000  # about 3000 digits: refuses 9 ** 9 ** 9, which would run for minutes
 
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError:
         raise ValueError(f"{expression!r} is not a valid arithmetic expression") from None
-    return str(evaluate(tree.body))
+    # Evaluate the syntax tree in post-order with an explicit stack: only the node types above
+    # are accepted, so names, calls, attributes and strings never run.
+    pending = [(tree.body, False)]
+    values = []
+    while pending:
+        node, operands_done = pending.pop()
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            values.append(node.value)
+        elif isinstance(node, ast.UnaryOp) and type(node.op) in unary:
+            if operands_done:
+                values.append(unary[type(node.op)](values.pop()))
+            else:
+                pending.extend([(node, True), (node.operand, False)])
+        elif isinstance(node, ast.BinOp) and type(node.op) in binary:
+            if not operands_done:
+                pending.extend([(node, True), (node.right, False), (node.left, False)])
+                continue
+            right = values.pop()
+            left = values.pop()
+            if (
+                isinstance(node.op, ast.Pow) and isinstance(left, int) and isinstance(right, int)
+                and right > 0 and right * (abs(left).bit_length() - 1) > max_bits
+            ):
+                raise ValueError(f"the result of {expression!r} is too large")
+            try:
+                values.append(binary[type(node.op)](left, right))
+            except ZeroDivisionError:
+                raise ValueError(f"division by zero in {expression!r}") from None
+            except OverflowError:
+                raise ValueError(f"the result of {expression!r} is too large") from None
+        else:
+            raise ValueError(
+                f"unsupported expression {expression!r}: only numbers, + - * / // % ** and parentheses are allowed"
+            )
+    result = values.pop()
+    if isinstance(result, int) and result.bit_length() > max_bits:
+        raise ValueError(f"the result of {expression!r} is too large")
+    return str(result)
 
 
 @tool
