@@ -16,6 +16,7 @@ _EXPORTS = {
     "add_llm": "api", "get_llm_config": "api", "get_llms": "api", "delete_llm": "api",
     "run_query": "api", "get_run": "api", "get_runs": "api", "tenant": "api",
     "configure": "api", "get_core": "api",
+    "enable_package_tool": "api", "disable_package_tool": "api", "get_package_tools": "api",
     "MTCore": "core", "Tenant": "core", "QueryResult": "runs", "Settings": "config",
     "hookimpl": "hookspecs", "LLMConfig": "llms", "ExecutorContext": "executors",
     "SandboxFallbackWarning": "executors",

@@ -65,6 +65,21 @@ def delete_tool(tool_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
     get_core().tenant(tenant).delete_tool(tool_id)
 
 
+def enable_package_tool(name: str, *, tenant: str = DEFAULT_TENANT) -> str:
+    """Let ``tenant`` use a package tool; return its id. See :meth:`Tenant.enable_package_tool`."""
+    return get_core().tenant(tenant).enable_package_tool(name)
+
+
+def disable_package_tool(name: str, *, tenant: str = DEFAULT_TENANT) -> None:
+    """Stop ``tenant`` from using a package tool. See :meth:`Tenant.disable_package_tool`."""
+    get_core().tenant(tenant).disable_package_tool(name)
+
+
+def get_package_tools() -> list[dict[str, Any]]:
+    """The global catalog of package tools that tenants may enable. See :meth:`MTCore.package_tools`."""
+    return get_core().package_tools()
+
+
 def add_llm(
     base_url: str | None = None,
     api_key: str | None = None,

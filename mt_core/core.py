@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import ConflictError, LLMConfigError, NotFoundError
+from .catalog import PACKAGE_PREFIX, package_tool_id, public_package_tool, sync_catalog
+from .errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
 from .ids import new_id
 from .llms import LLMConfig, validate_llm_fields
 from .plugins import Plugins
@@ -42,10 +43,11 @@ class MTCore:
         if home is not None:
             base = Settings(**{**base.__dict__, "home": Path(home)})
         self.settings = base
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # lazy properties nest (the catalog needs storage and plugins)
         self._storage: Storage | None = None
         self._plugins: Plugins | None = None
         self._secrets: SecretBox | None = None
+        self._catalog_synced = False
 
     def __repr__(self) -> str:
         return f"MTCore(home={str(self.settings.home)!r})"
@@ -70,7 +72,7 @@ class MTCore:
         if self._plugins is None:
             with self._lock:
                 if self._plugins is None:
-                    self._plugins = Plugins(allow=self.settings.load_plugins).load()
+                    self._plugins = Plugins(allow=self.settings.load_plugins, cache_dir=self.home / "cache").load()
         return self._plugins
 
     @property
@@ -82,6 +84,22 @@ class MTCore:
                     key = load_or_create_master_key(self.home, self.settings.master_key)
                     self._secrets = SecretBox(key)
         return self._secrets
+
+    def package_tools(self) -> list[dict[str, Any]]:
+        """The global catalog of package tools installed plugins register (what tenants may enable)."""
+        self.sync_catalog()
+        return [
+            {**public_package_tool(row), "available": bool(row["available"])}
+            for row in self.storage.catalog().values()
+        ]
+
+    def sync_catalog(self) -> None:
+        """Bring the package tool catalog in step with the loaded plugins (once per installation)."""
+        if not self._catalog_synced:
+            with self._lock:
+                if not self._catalog_synced:
+                    sync_catalog(self.storage, self.plugins)
+                    self._catalog_synced = True
 
     def tenant(self, name: str = DEFAULT_TENANT) -> "Tenant":
         """A handle on one tenant, with the whole API scoped to it."""
@@ -148,33 +166,73 @@ class Tenant:
         return tool_id
 
     def get_tool(self, tool_id: str) -> dict[str, Any]:
-        """One of this tenant's tools, with its source under ``code``."""
-        row = self.core.storage.get("tools", self.name, _check_id(tool_id, "tool"))
+        """One tool this tenant can use: its own (with its source under ``code``) or an enabled
+        package tool (id ``pkg:<name>``)."""
+        if _check_id(tool_id, "tool").startswith(PACKAGE_PREFIX):
+            return public_package_tool(self._enabled_package_tool(tool_id))
+        row = self.core.storage.get("tools", self.name, tool_id)
         return {**_public_tool(row), "code": row["source"]}
 
     def get_tools(self) -> list[dict[str, Any]]:
-        """This tenant's tools, oldest first."""
-        return [_public_tool(row) for row in self.core.storage.list("tools", self.name)]
+        """The tools this tenant can use: its own, oldest first, then its enabled package tools."""
+        own = [_public_tool(row) for row in self.core.storage.list("tools", self.name)]
+        self.core.sync_catalog()
+        return own + [public_package_tool(row) for row in self.core.storage.enabled_package_tools(self.name)]
 
     def delete_tool(self, tool_id: str) -> None:
-        """Delete one of this tenant's tools and its file."""
+        """Delete one of this tenant's own tools and its file (disable a package tool instead)."""
         self.core.storage.delete("tools", self.name, _check_id(tool_id, "tool"))
         self._tool_path(tool_id).unlink(missing_ok=True)
 
+    def enable_package_tool(self, name: str) -> str:
+        """Let this tenant use a package tool from the catalog; return its id (``pkg:<name>``)."""
+        self.core.sync_catalog()
+        row = self.core.storage.catalog().get(name) if isinstance(name, str) else None
+        if row is None or not row["available"]:
+            raise NotFoundError("package tool", str(name)[:128])
+        self.core.storage.set_package_tool_enabled(self.name, name, True)
+        return package_tool_id(name)
+
+    def disable_package_tool(self, name: str) -> None:
+        """Stop this tenant from using a package tool; NotFoundError when it was not enabled."""
+        if not isinstance(name, str) or not self.core.storage.set_package_tool_enabled(self.name, name, False):
+            raise NotFoundError("package tool", str(name)[:128])
+
+    def _enabled_package_tool(self, tool_id: str) -> dict[str, Any]:
+        self.core.sync_catalog()
+        name = tool_id[len(PACKAGE_PREFIX):]
+        for row in self.core.storage.enabled_package_tools(self.name):
+            if row["name"] == name:
+                return row
+        raise NotFoundError("tool", tool_id)
+
     def resolve_tools(self, tool_ids: list[str]) -> list[dict[str, Any]]:
-        """The records of the given tools and how to build each (for a run)."""
+        """The records of the given tools and how to build each (for a run).
+
+        Raises :class:`NotFoundError` for an id this tenant cannot use and
+        :class:`ValidationError` when two tools would share a name in the agent.
+        """
         from .tool_loader import build_tool
 
-        rows = self.core.storage.get_many("tools", self.name, [_check_id(t, "tool") for t in tool_ids])
-        return [
-            {
-                "record": {**_public_tool(row), "code": row["source"]},
-                "build": lambda row=row: build_tool(
-                    row["name"], row["description"], row["source"], str(self._tool_path(row["id"]))
-                ),
-            }
-            for row in rows
-        ]
+        resolved = []
+        for tool_id in tool_ids:
+            if _check_id(tool_id, "tool").startswith(PACKAGE_PREFIX):
+                row = self._enabled_package_tool(tool_id)
+                entry = self.core.plugins.tools[row["name"]]
+                resolved.append({"record": public_package_tool(row), "build": lambda entry=entry: entry.tool})
+            else:
+                row = self.core.storage.get("tools", self.name, tool_id)
+                resolved.append({
+                    "record": {**_public_tool(row), "code": row["source"]},
+                    "build": lambda row=row: build_tool(
+                        row["name"], row["description"], row["source"], str(self._tool_path(row["id"]))
+                    ),
+                })
+        names = [item["record"]["name"] for item in resolved]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValidationError("tool_ids", f"two tools are named {duplicates[0]!r}; an agent needs unique names")
+        return resolved
 
     def _tool_path(self, tool_id: str) -> Path:
         return self.core.home / "tools" / self.name / f"{tool_id}.py"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
 import re
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -106,10 +110,8 @@ class _Staging:
         self.executors: list[Executor] = []
 
     def register_tool(self, tool: Any, *, name: str | None = None) -> None:
-        tool_name = name or getattr(tool, "name", None) or getattr(tool, "__name__", None)
-        if not isinstance(tool_name, str) or not tool_name:
-            raise PluginContractError(f"tool {tool!r} has no name")
-        self.tools.append(PackageTool(tool_name, tool, self.plugin, self.distribution, self.version))
+        instance = validated_tool(tool, name)
+        self.tools.append(PackageTool(instance.name, instance, self.plugin, self.distribution, self.version))
 
     def register_provider(
         self,
@@ -146,16 +148,43 @@ class PluginContractError(Exception):
     """A plugin called a register callback wrongly or registered a duplicate name."""
 
 
+def validated_tool(tool: Any, name: str | None = None) -> Any:
+    """A registered tool as a validated ``smolagents.Tool`` instance (classes are instantiated)."""
+    from smolagents import Tool
+
+    from .validation import check_tool_name
+
+    if isinstance(tool, type) and issubclass(tool, Tool):
+        try:
+            tool = tool()
+        except Exception as exc:
+            raise PluginContractError(f"tool class {tool.__name__} cannot be instantiated: {exc}") from exc
+    if not isinstance(tool, Tool):
+        raise PluginContractError(
+            f"{tool!r} is not a smolagents Tool (register a Tool subclass or instance, or a function decorated with @tool)"
+        )
+    if name is not None:
+        tool.name = name
+    try:
+        check_tool_name(tool.name)
+        tool.validate_arguments()
+    except Exception as exc:  # smolagents raises assorted types; all mean "invalid"
+        raise PluginContractError(f"tool {getattr(tool, 'name', tool)!r} is invalid: {exc}") from exc
+    return tool
+
+
 class Plugins:
     """Loads plugins once, calls each implementation on its own, and holds what they registered.
 
     Args:
         allow: distribution names allowed to load (``MT_LOAD_PLUGINS``); ``None`` loads all.
             Default plugins always load.
+        cache_dir: where to keep the entry-point discovery cache; ``None`` disables it.
     """
 
-    def __init__(self, allow: Iterable[str] | None = None) -> None:
+    def __init__(self, allow: Iterable[str] | None = None, *, cache_dir: Path | None = None) -> None:
         self.allow = None if allow is None else {normalize_dist_name(a) for a in allow}
+        self.cache_dir = cache_dir
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
@@ -172,37 +201,25 @@ class Plugins:
         with self._lock:
             if self._loaded:
                 return self
+            staged: list[_Staging] = []
             for module_name in DEFAULT_PLUGINS:
                 info = PluginInfo(name=module_name, distribution="mt-core", version=_core_version(), builtin=True)
-                self._add(info, lambda m=module_name: importlib.import_module(m))
-            for entry_point in self._entry_points():
-                dist = entry_point.dist
-                info = PluginInfo(
-                    name=entry_point.name,
-                    distribution=dist.metadata["Name"] if dist else None,
-                    version=dist.version if dist else None,
-                )
-                self._add(info, entry_point.load)
+                staged += self._add(info, lambda m=module_name: importlib.import_module(m))
+            for found in discover_entry_points(self.cache_dir):
+                if self.allow is not None and normalize_dist_name(found["distribution"] or "") not in self.allow:
+                    continue
+                info = PluginInfo(name=found["name"], distribution=found["distribution"], version=found["version"])
+                staged += self._add(info, _loader(found))
+            self._merge(staged)
             self._loaded = True
             return self
-
-    def _entry_points(self) -> list[Any]:
-        from importlib.metadata import entry_points
-
-        found = []
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            dist_name = entry_point.dist.metadata["Name"] if entry_point.dist else entry_point.name
-            if self.allow is not None and normalize_dist_name(dist_name) not in self.allow:
-                continue
-            found.append(entry_point)
-        return sorted(found, key=lambda ep: ep.name)
 
     def register(self, plugin: object, name: str | None = None) -> PluginInfo:
         """Register an in-process plugin object (a module or class with hookimpls) now."""
         with self._lock:
             self.load()
             info = PluginInfo(name=name or getattr(plugin, "__name__", repr(plugin)))
-            self._add(info, lambda: plugin)
+            self._merge(self._add(info, lambda: plugin))
             return self.infos[info.name]
 
     def unregister(self, name: str) -> None:
@@ -216,62 +233,70 @@ class Plugins:
                 for key in [k for k, v in registry.items() if v.plugin == name]:
                     del registry[key]
 
-    def _add(self, info: PluginInfo, loader: Callable[[], object]) -> None:
-        """Import, register and call one plugin; on any failure record the error and skip it."""
+    def _add(self, info: PluginInfo, loader: Callable[[], object]) -> list[_Staging]:
+        """Import, register and call one plugin's register hooks.
+
+        Returns its staged registrations (empty on failure, with the error recorded on ``info``).
+        """
         if info.name in self.infos:
             info.error = f"a plugin named {info.name!r} is already loaded"
             self.infos[f"{info.name} ({info.distribution})"] = info
-            return
+            return []
         self.infos[info.name] = info
         try:
             plugin = loader()
         except Exception as exc:
-            info.error = _describe("import failed", exc)
-            logger.warning("plugin %s failed to import: %s", info.name, info.error)
-            return
+            return self._fail(info, _describe("import failed", exc))
         try:
             self.pm.register(plugin, name=info.name)
             self.pm.check_pending()
         except Exception as exc:
             if self.pm.get_plugin(info.name) is not None:
                 self.pm.unregister(name=info.name)
-            info.error = _describe("invalid hook implementation", exc)
-            logger.warning("plugin %s rejected: %s", info.name, info.error)
-            return
-        info.hooks = sorted(impl_name for impl_name in _hook_names(self.pm, plugin))
+            return self._fail(info, _describe("invalid hook implementation", exc) + _hook_hint(exc))
+        info.hooks = sorted(_hook_names(self.pm, plugin))
         staging = _Staging(info.name, info.distribution, info.version)
         try:
             for hook_name in REGISTER_HOOKS:
                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                     if impl.plugin is plugin:
                         impl.function(staging.callback_for(hook_name))
-            self._merge(staging)
         except Exception as exc:
             self.pm.unregister(name=info.name)
-            info.error = _describe("hook failed", exc)
-            logger.warning("plugin %s skipped: %s", info.name, info.error)
+            return self._fail(info, _describe("hook failed", exc))
+        return [staging]
 
-    def _merge(self, staging: _Staging) -> None:
-        """Add one plugin's registrations, all or none; a name clash rejects the plugin."""
-        for items, registry, kind in (
-            (staging.tools, self.tools, "tool"),
-            (staging.providers, self.providers, "provider"),
-            (staging.executors, self.executors, "executor"),
+    def _fail(self, info: PluginInfo, message: str) -> list[_Staging]:
+        info.error = f"{info.error}; {message}" if info.error else message
+        logger.warning("plugin %s: %s", info.name, message)
+        return []
+
+    def _merge(self, staged: list[_Staging]) -> None:
+        """Add staged registrations. A name claimed more than once goes to no one: picking a
+        winner by load order would let any plugin take over another's tool or provider name."""
+        for attribute, registry, kind in (
+            ("tools", self.tools, "tool"),
+            ("providers", self.providers, "provider"),
+            ("executors", self.executors, "executor"),
         ):
-            names = [item.name for item in items]
-            for item_name in names:
-                if names.count(item_name) > 1:
-                    raise PluginContractError(f"{kind} {item_name!r} registered twice")
-                if item_name in registry:
-                    raise PluginContractError(
-                        f"{kind} {item_name!r} is already registered by plugin {registry[item_name].plugin!r}"
+            claims: dict[str, list[Any]] = {}
+            for existing in registry.values():
+                claims.setdefault(existing.name, []).append(existing)
+            for staging in staged:
+                for item in getattr(staging, attribute):
+                    claims.setdefault(item.name, []).append(item)
+            for item_name, claimants in claims.items():
+                if len(claimants) == 1:
+                    registry[item_name] = claimants[0]
+                    continue
+                owners = sorted({claimant.plugin for claimant in claimants})
+                registry.pop(item_name, None)
+                for owner in owners:
+                    self._fail(
+                        self.infos[owner],
+                        f"{kind} {item_name!r} is registered by {' and '.join(owners) if len(owners) > 1 else 'it twice'};"
+                        " it is given to none of them",
                     )
-        for items, registry in (
-            (staging.tools, self.tools),
-            (staging.providers, self.providers),
-            (staging.executors, self.executors),
-        ):
-            registry.update({item.name: item for item in items})
 
     # -- calling lifecycle hooks --------------------------------------------------------------
 
@@ -292,6 +317,67 @@ class Plugins:
         return sorted(self.infos.values(), key=lambda i: (not i.builtin, i.name))
 
 
+CACHE_FILE = "entry-points.json"
+
+
+def _discovery_key() -> list[Any]:
+    """What the installed entry points depend on: the interpreter and every ``sys.path`` folder's
+    mtime (installing, upgrading or removing a distribution changes its folder's mtime).
+
+    One ``stat`` per ``sys.path`` entry: the cost does not grow with installed distributions.
+    """
+    key: list[Any] = [sys.executable, sys.version]
+    for entry in sys.path:
+        try:
+            key.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            key.append([entry, None])
+    return key
+
+
+def discover_entry_points(cache_dir: Path | None) -> list[dict[str, Any]]:
+    """Entry points of group ``mt_core`` as ``{name, value, distribution, version}``, sorted by
+    name; read from the cache when it is still valid, else from installed metadata."""
+    key = _discovery_key()
+    path = cache_dir / CACHE_FILE if cache_dir is not None else None
+    if path is not None:
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if cached.get("key") == key:
+                return list(cached["entry_points"])
+        except (OSError, ValueError, AttributeError, KeyError):
+            pass
+    from importlib.metadata import entry_points
+
+    found = sorted(
+        (
+            {
+                "name": ep.name,
+                "value": ep.value,
+                "distribution": ep.dist.metadata["Name"] if ep.dist else None,
+                "version": ep.dist.version if ep.dist else None,
+            }
+            for ep in entry_points(group=ENTRY_POINT_GROUP)
+        ),
+        key=lambda item: (item["name"], item["distribution"] or ""),
+    )
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"key": key, "entry_points": found}), encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError:
+            logger.debug("entry point cache not written", exc_info=True)
+    return found
+
+
+def _loader(found: dict[str, Any]) -> Callable[[], object]:
+    from importlib.metadata import EntryPoint
+
+    return EntryPoint(name=found["name"], value=found["value"], group=ENTRY_POINT_GROUP).load
+
+
 def _core_version() -> str:
     from . import __version__
 
@@ -302,9 +388,22 @@ def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return [caller.name for caller in pm.get_hookcallers(plugin) or []]
 
 
+def _hook_hint(exc: BaseException) -> str:
+    """For an unknown hook name, the nearest real one."""
+    import difflib
+
+    match = re.search(r"unknown hook '(\w+)'", str(exc))
+    if not match:
+        return ""
+    names = [n for n in dir(hookspecs) if n.startswith("mt_")]
+    close = difflib.get_close_matches(match.group(1), names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _describe(prefix: str, exc: BaseException) -> str:
-    """One line naming the exception and where it came from, without the full traceback."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    """One line naming the exception and the plugin's line it came from (not mt-core's)."""
+    package_dir = str(Path(__file__).resolve().parent)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(package_dir)]
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     text = f"{type(exc).__name__}: {exc}{where}"
     return f"{prefix}: {text}" if prefix else text

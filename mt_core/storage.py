@@ -219,6 +219,56 @@ class Storage:
             if cursor.rowcount == 0:
                 raise NotFoundError(kind, object_id)
 
+    # -- package tool catalog (global) and per-tenant enablement --------------------------------
+
+    def catalog(self) -> dict[str, dict[str, Any]]:
+        """Every package tool ever recorded, by name (available or not)."""
+        rows = self._read("SELECT * FROM package_tools ORDER BY name", ())
+        return {row["name"]: {**dict(row), "inputs": json.loads(row["inputs"])} for row in rows}
+
+    def upsert_catalog(self, entries: list[dict[str, Any]], unavailable: list[str]) -> None:
+        """Record changed package tools and mark vanished ones unavailable, in one transaction."""
+        with self._write() as conn:
+            for entry in entries:
+                conn.execute(
+                    "INSERT INTO package_tools (name, plugin, distribution, version, description, inputs,"
+                    " output_type, content_sha256, available, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET plugin = excluded.plugin, distribution = excluded.distribution,"
+                    " version = excluded.version, description = excluded.description, inputs = excluded.inputs,"
+                    " output_type = excluded.output_type, content_sha256 = excluded.content_sha256,"
+                    " available = 1, updated_at = excluded.updated_at",
+                    (
+                        entry["name"], entry["plugin"], entry["distribution"], entry["version"], entry["description"],
+                        json.dumps(entry["inputs"]), entry["output_type"], entry["content_sha256"], utcnow(),
+                    ),
+                )
+            for name in unavailable:
+                conn.execute("UPDATE package_tools SET available = 0, updated_at = ? WHERE name = ?", (utcnow(), name))
+
+    def enabled_package_tools(self, tenant: str) -> list[dict[str, Any]]:
+        """The available package tools ``tenant`` has enabled, by name."""
+        rows = self._read(
+            "SELECT p.*, e.enabled_at FROM tenant_package_tools e JOIN package_tools p ON p.name = e.tool_name"
+            " WHERE e.tenant_id = ? AND p.available = 1 ORDER BY p.name",
+            (tenant,),
+        )
+        return [{**dict(row), "inputs": json.loads(row["inputs"])} for row in rows]
+
+    def set_package_tool_enabled(self, tenant: str, name: str, enabled: bool) -> bool:
+        """Enable or disable a package tool for ``tenant``; False when there was nothing to change."""
+        with self._write() as conn:
+            if enabled:
+                conn.execute("INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?, ?)", (tenant, utcnow()))
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO tenant_package_tools (tenant_id, tool_name, enabled_at) VALUES (?, ?, ?)",
+                    (tenant, name, utcnow()),
+                )
+            else:
+                cursor = conn.execute(
+                    "DELETE FROM tenant_package_tools WHERE tenant_id = ? AND tool_name = ?", (tenant, name)
+                )
+            return cursor.rowcount > 0
+
     @staticmethod
     def _decode(table: str, row: sqlite3.Row) -> dict[str, Any]:
         _, json_columns = _TABLES[table]
