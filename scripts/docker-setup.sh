@@ -101,9 +101,12 @@ start_dockerd() {  # start_dockerd FLAG... -> 0 if the engine answers within WAI
   echo "=== docker-setup: $(date -Is) dockerd $* ===" | as_root tee -a "$DOCKERD_LOG" >/dev/null
   # setsid+nohup: detach from this shell's session/process group so dockerd
   # keeps running after the script (or the CI step that ran it) exits.
-  # (setsid and nohup exec in place, so $! is dockerd itself; under sudo it is
-  # sudo, which forwards signals to dockerd.)
-  as_root setsid nohup dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  # Launched directly (not via the as_root function, which would leave a
+  # bash subshell as $!): setsid and nohup exec in place, so $! is dockerd
+  # itself; under sudo it is sudo, which forwards signals to dockerd.
+  # 9>&-: do not leak our flock fd into the long-lived daemon.
+  [ "${SUDO[0]:-}" = __need_root__ ] && die "need root (or passwordless sudo) to start dockerd"
+  "${SUDO[@]}" setsid nohup dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
   DOCKERD_PID=$!
   if wait_engine "$DOCKERD_PID"; then
     DOCKERD_FLAGS_USED="$*"
@@ -111,7 +114,8 @@ start_dockerd() {  # start_dockerd FLAG... -> 0 if the engine answers within WAI
     return 0
   fi
   log "dockerd ${*:-(default)} did not come up; last log lines:"
-  tail -n 5 "$DOCKERD_LOG" 2>/dev/null | sed 's/^/docker-setup:   | /' || true
+  { grep -iE 'level=(error|fatal)|failed to start' "$DOCKERD_LOG" || tail -n 5 "$DOCKERD_LOG"; } 2>/dev/null |
+    tail -n 5 | sed 's/^/docker-setup:   | /' || true
   stop_our_dockerd
   return 1
 }
@@ -310,7 +314,7 @@ print("cpu=" + cpu)
     for g in "${HARDEN_GROUPS[@]}"; do
       # shellcheck disable=SC2086
       if docker run --rm $g "$MT_BASE_IMAGE" true >/dev/null 2>&1; then log "  flag $g: ok"
-      else log "  flag $g: FAILS: $(docker run --rm $g "$MT_BASE_IMAGE" true 2>&1 | tail -n 1)"; fi
+      else log "  flag $g: FAILS: $( (docker run --rm $g "$MT_BASE_IMAGE" true 2>&1 || true) | head -n 1)"; fi
     done
     die "hardening flags do not all work on this engine"
   fi
