@@ -20,20 +20,21 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None
     if not rows:
         click.echo("(none)")
         return
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    last = len(columns) - 1  # the last column (description, error) is printed whole
+    cells = [[_cell(row.get(column), whole=i == last) for i, column in enumerate(columns)] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
     click.echo("  ".join(column.ljust(width) for column, width in zip(columns, widths)).rstrip())
     for line in cells:
         click.echo("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip())
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, whole: bool = False) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(item) for item in value)
     if isinstance(value, dict):
         return ", ".join(value)
     text = "" if value is None else str(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:59] + "…"
+    return text if whole or len(text) <= 60 else text[:59] + "…"
 
 
 tenant_option = click.option("--tenant", "-t", default=DEFAULT_TENANT, show_default=True, help="Tenant name.")
@@ -53,7 +54,7 @@ def cli(home: str | None) -> None:
 @json_option
 def plugins(as_json: bool) -> None:
     """List every plugin that loaded or failed, with its hooks, version and error."""
-    infos = [info.as_dict() for info in get_core().plugins.plugin_list()]
+    infos = [info.as_dict() for info in get_core().plugins.plugin_list()]  # failures are in the table
     _emit(infos, ["name", "distribution", "version", "hooks", "error"], as_json)
 
 
@@ -68,6 +69,30 @@ def tools() -> None:
 def tools_list(tenant: str, as_json: bool) -> None:
     """List the tools a tenant can use."""
     _emit(get_core().tenant(tenant).get_tools(), ["id", "name", "origin", "output_type", "description"], as_json)
+
+
+@tools.command("catalog")
+@json_option
+def tools_catalog(as_json: bool) -> None:
+    """List the package tools installed plugins provide (enable them per tenant)."""
+    _emit(get_core().package_tools(), ["name", "distribution", "version", "available", "description"], as_json)
+
+
+@tools.command("enable")
+@click.argument("name")
+@tenant_option
+def tools_enable(name: str, tenant: str) -> None:
+    """Let a tenant use the package tool NAME."""
+    click.echo(get_core().tenant(tenant).enable_package_tool(name))
+
+
+@tools.command("disable")
+@click.argument("name")
+@tenant_option
+def tools_disable(name: str, tenant: str) -> None:
+    """Stop a tenant from using the package tool NAME."""
+    get_core().tenant(tenant).disable_package_tool(name)
+    click.echo(f"disabled {name} for {tenant}")
 
 
 @cli.group()

@@ -35,6 +35,19 @@ class ExecutorContext:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+class ExecutorAbort(BaseException):
+    """Raised by an executor to end the run now (its sandbox died, or a step ran out of time).
+
+    A ``BaseException`` on purpose: smolagents turns every ``Exception`` an executor raises into a
+    step error and lets the model try again, which would re-run a runaway step. ``run_query``
+    catches it and records the run (status ``timeout`` for :class:`StepTimeout`, else ``failed``).
+    """
+
+
+class StepTimeout(ExecutorAbort):
+    """A code step ran past ``ExecutorContext.timeout_seconds`` and was stopped from the host."""
+
+
 class SandboxFallbackWarning(RuntimeWarning):
     """A run asked for the Docker sandbox and ran locally instead; the message says why."""
 

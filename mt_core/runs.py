@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import LLMConfigError, RunError, ValidationError
-from .executors import LOCAL, ExecutorContext, choose_executor
+from .executors import LOCAL, ExecutorAbort, ExecutorContext, choose_executor
 from .ids import new_id
 from .storage import utcnow
 from .validation import check_text
@@ -95,7 +95,7 @@ def run_query(
         agent = _assemble(agent_type, tools, model, executor, context, max_steps, verbosity)
         core.plugins.notify("mt_agent_assembled", agent=agent, tenant=tenant, run_id=run_id)
         outcome = agent.run(query, return_full_result=True)
-    except Exception as exc:  # every failure becomes a recorded, readable run error
+    except (Exception, ExecutorAbort) as exc:  # every failure becomes a recorded, readable run error
         message = _redact(describe_failure(exc, config), getattr(config, "api_key", None))
         status = "timeout" if _is_timeout(exc) else "failed"
         _finish(handle, run_id, started, status=status, error=message)
