@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+# First-party plugins with heavy dependencies are tested in their own venv, so that their pins
+# (litellm holds openai below 3) never change the core's environment.
+LITELLM_VENV := .venv-litellm
+
+.PHONY: install demo test test-core test-plugins bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +21,22 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python example.py
 
-test: install
+test: test-core test-plugins
+
+test-core: install
 	$(BIN)/python -m pytest
+
+$(LITELLM_VENV)/.installed: pyproject.toml plugins/mt-litellm/pyproject.toml
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -e ".[test]" -e "plugins/mt-litellm[test]"
+	touch $@
+
+test-plugins: $(LITELLM_VENV)/.installed
+	$(LITELLM_VENV)/bin/python -m pytest -q plugins/mt-litellm/tests
 
 bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mt .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LITELLM_VENV) .mt .pytest_cache build *.egg-info
