@@ -6,6 +6,7 @@ import ast
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from .config import Settings
 from .catalog import PACKAGE_PREFIX, package_tool_id, public_package_tool, sync_catalog
 from .errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
 from .ids import new_id
+from .limits import Limits, check_limit_values, exceeded
 from .llms import LLMConfig, validate_llm_fields
 from .plugins import Plugins
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
@@ -24,7 +26,7 @@ from .validation import (
 )
 
 DEFAULT_TENANT = "default"
-MAX_TOOL_SOURCE_BYTES = 256 * 1024
+MAX_TOOL_SOURCE_BYTES = 4 * 1024 * 1024  # absolute; the per-tenant limit is lower
 MAX_DESCRIPTION = 4096
 
 
@@ -143,6 +145,10 @@ class Tenant:
         check_tool_name(name)
         description = check_text("description", description, max_length=MAX_DESCRIPTION, error=tool_error)
         deps = check_dependencies(dependencies)
+        limits = self.limits()
+        if isinstance(code, str) and len(code.encode("utf-8", "surrogatepass")) > limits.max_tool_source_bytes:
+            size = len(code.encode("utf-8", "surrogatepass"))
+            raise exceeded("max_tool_source_bytes", size, limits.max_tool_source_bytes, "the tool's source in bytes")
         tree = check_tool_source(code, max_bytes=MAX_TOOL_SOURCE_BYTES)
         if any(tool["name"] == name for tool in self.core.storage.list("tools", self.name)):
             raise ConflictError(f"this tenant already has a tool named {name!r}")
@@ -157,6 +163,7 @@ class Tenant:
                 "source_sha256": hashlib.sha256(code.encode()).hexdigest(), "inputs": meta["inputs"],
                 "output_type": meta["output_type"], "dependencies": deps, "created_at": utcnow(),
             },
+            check=self._quota("tools", "max_tools", limits.max_tools),
         )
         try:
             self._write_tool_file(tool_id, code)
@@ -279,6 +286,7 @@ class Tenant:
                 if key else None,
                 "api_key_masked": mask(key), "created_at": utcnow(),
             },
+            check=self._quota("llms", "max_llms", self.limits().max_llms),
         )
         return llm_id
 
@@ -307,6 +315,27 @@ class Tenant:
             model_name=row["model_name"], base_url=row["base_url"], api_key=api_key,
             options=dict(row["options"]), timeout=self.core.settings.llm_timeout,
         )
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def limits(self) -> Limits:
+        """This tenant's limits (stored overrides over the defaults)."""
+        return Limits.from_row(self.core.storage.limits_row(self.name))
+
+    def set_limits(self, **values: int | None) -> Limits:
+        """Change limits (``max_tools=50``); ``None`` restores a default. Returns the new limits."""
+        self.core.storage.set_limits_row(self.name, check_limit_values(values))
+        return self.limits()
+
+    def _quota(self, table: str, limit: str, allowed: int) -> Callable[[Any], None]:
+        """A check, run inside the insert's transaction, that the tenant stays within ``limit``."""
+
+        def check(conn: Any) -> None:
+            count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE tenant_id = ?", (self.name,)).fetchone()[0]
+            if count + 1 > allowed:
+                raise exceeded(limit, count + 1, allowed, f"the number of {table}")
+
+        return check
 
     # -- runs -------------------------------------------------------------------------------
 

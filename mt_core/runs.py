@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from .errors import LLMConfigError, RunError, ValidationError
 from .executors import LOCAL, ExecutorAbort, ExecutorContext, choose_executor
 from .ids import new_id
+from .limits import exceeded
 from .storage import utcnow
 from .validation import check_text
 
@@ -57,12 +60,17 @@ def run_query(
     """Run ``query`` for the tenant of ``handle``; see :meth:`mt_core.Tenant.run_query`."""
     core, tenant = handle.core, handle.name
     check_text("query", query, max_length=MAX_QUERY_LENGTH)
+    limits = handle.limits()
+    if len(query) > limits.max_query_length:
+        raise exceeded("max_query_length", len(query), limits.max_query_length, "the query's length")
     if agent_type not in AGENT_TYPES:
         raise ValidationError("agent_type", f"{agent_type!r} is not one of {', '.join(AGENT_TYPES)}")
     if isinstance(tool_ids, str) or not isinstance(tool_ids, (list, tuple)):
         raise ValidationError("tool_ids", "must be a list of tool ids")
-    if not isinstance(max_steps, int) or not 1 <= max_steps <= 100:
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 1 <= max_steps <= 100:
         raise ValidationError("max_steps", "must be an integer from 1 to 100")
+    if max_steps > limits.max_steps:
+        raise exceeded("max_steps", max_steps, limits.max_steps, "the run's max_steps")
     tool_records = handle.resolve_tools(list(tool_ids))
     llm_row = core.storage.get("llms", tenant, llm_id)
     provider = core.plugins.providers.get(llm_row["provider"])
@@ -81,6 +89,7 @@ def run_query(
             "id": run_id, "llm_id": llm_id, "tool_ids": list(tool_ids), "query": query,
             "agent_type": agent_type, "executor": executor.name, "status": "running", "started_at": utcnow(),
         },
+        check=_run_quota(tenant, limits),
     )
     started = time.perf_counter()
     config = agent = model = None
@@ -115,6 +124,30 @@ def run_query(
         run_id=run_id, output=outcome.output, status=status, usage=usage, steps=list(outcome.steps or []),
         duration_ms=duration_ms, executor=executor.name,
     )
+
+
+def _run_quota(tenant: str, limits: Any) -> Callable[[Any], None]:
+    """A check, inside the run record's insert transaction, of the concurrency and rate limits.
+
+    A run left ``running`` by a crashed process stops counting as concurrent after an hour.
+    """
+
+    def check(conn: Any) -> None:
+        now = datetime.now(timezone.utc)
+        running = conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE tenant_id = ? AND status = 'running' AND started_at > ?",
+            (tenant, (now - timedelta(hours=1)).isoformat(timespec="microseconds")),
+        ).fetchone()[0]
+        if running + 1 > limits.max_concurrent_runs:
+            raise exceeded("max_concurrent_runs", running + 1, limits.max_concurrent_runs, "the runs in progress")
+        recent = conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE tenant_id = ? AND started_at > ?",
+            (tenant, (now - timedelta(minutes=1)).isoformat(timespec="microseconds")),
+        ).fetchone()[0]
+        if recent + 1 > limits.runs_per_minute:
+            raise exceeded("runs_per_minute", recent + 1, limits.runs_per_minute, "the runs started in the last minute")
+
+    return check
 
 
 def _assemble(

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
@@ -155,8 +155,19 @@ class Storage:
 
     # -- tenant-owned rows ------------------------------------------------------------------
 
-    def insert(self, table: str, tenant: str, row: dict[str, Any]) -> dict[str, Any]:
-        """Insert a row owned by ``tenant``; a UNIQUE clash raises :class:`ConflictError`."""
+    def insert(
+        self,
+        table: str,
+        tenant: str,
+        row: dict[str, Any],
+        *,
+        check: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> dict[str, Any]:
+        """Insert a row owned by ``tenant``; a UNIQUE clash raises :class:`ConflictError`.
+
+        ``check(conn)`` runs inside the same write transaction first (quotas: it sees every
+        committed row and no other writer can slip in), and may raise to write nothing.
+        """
         kind, json_columns = _TABLES[table]
         values = {k: (json.dumps(v) if k in json_columns else v) for k, v in row.items()}
         values["tenant_id"] = tenant
@@ -164,6 +175,8 @@ class Storage:
         marks = ", ".join("?" for _ in values)
         try:
             with self._write() as conn:
+                if check is not None:
+                    check(conn)
                 conn.execute("INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?, ?)", (tenant, utcnow()))
                 conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))
         except sqlite3.IntegrityError as exc:
@@ -218,6 +231,46 @@ class Storage:
             cursor = conn.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND id = ?", (tenant, object_id))
             if cursor.rowcount == 0:
                 raise NotFoundError(kind, object_id)
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def limits_row(self, tenant: str) -> dict[str, Any] | None:
+        """The tenant's stored limit overrides, or ``None``."""
+        rows = self._read("SELECT * FROM tenant_limits WHERE tenant_id = ?", (tenant,))
+        return dict(rows[0]) if rows else None
+
+    def set_limits_row(self, tenant: str, values: dict[str, int | None]) -> None:
+        """Store limit overrides for ``tenant`` (``None`` restores a default)."""
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?, ?)", (tenant, utcnow()))
+            conn.execute(
+                "INSERT OR IGNORE INTO tenant_limits (tenant_id, updated_at) VALUES (?, ?)", (tenant, utcnow())
+            )
+            for column, value in values.items():  # column names were checked against Limits
+                conn.execute(
+                    f"UPDATE tenant_limits SET {column} = ?, updated_at = ? WHERE tenant_id = ?",
+                    (value, utcnow(), tenant),
+                )
+
+    # -- secrets, across tenants (operators only: key rotation) ---------------------------------
+
+    def secrets_to_rotate(self, key_id: str) -> list[tuple[str, str, str]]:
+        """(tenant, llm id, ciphertext) of every API key not under master key ``key_id``."""
+        rows = self._read(
+            "SELECT tenant_id, id, api_key_ciphertext FROM llms"
+            " WHERE api_key_ciphertext IS NOT NULL AND api_key_ciphertext NOT LIKE ?",
+            (f"v1:{key_id}:%",),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def replace_secret(self, tenant: str, llm_id: str, old: str, new: str) -> bool:
+        """Swap one ciphertext for another if it is still ``old`` (no lost concurrent update)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE llms SET api_key_ciphertext = ? WHERE tenant_id = ? AND id = ? AND api_key_ciphertext = ?",
+                (new, tenant, llm_id, old),
+            )
+            return cursor.rowcount == 1
 
     # -- package tool catalog (global) and per-tenant enablement --------------------------------
 
