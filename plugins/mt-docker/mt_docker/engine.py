@@ -1,0 +1,345 @@
+"""The Docker engine: client, availability probe, labelled hardened containers, stale cleanup."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .config import SANDBOX_USER, SandboxConfig
+from .errors import SandboxError
+
+logger = logging.getLogger(__name__)
+
+LABEL = "mt-core.sandbox"  # on every sandbox container: `docker ps -a --filter label=mt-core.sandbox`
+OWNER_LABEL = "mt-core.owner"  # host:boot-id:pid:start-time of the process that made it
+SERVER_COMMAND = ["/opt/mt/venv/bin/python", "-u", "/opt/mt/server.py"]
+AVAILABILITY_TTL = 5.0
+STARTUP_TIMEOUT = 60.0  # a new container's server imports smolagents before its first reply
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+_probes: dict[tuple[str, str], tuple[float, str | None]] = {}
+_swept: set[str] = set()
+
+
+def docker_host() -> str:
+    """The engine address in force (``DOCKER_HOST`` or the default socket)."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def client() -> Any:
+    """A ``docker.DockerClient`` for the engine in force; stale containers are swept on first use."""
+    host = docker_host()
+    with _lock:
+        found = _clients.get(host)
+    if found is None:
+        import docker
+
+        found = docker.DockerClient(base_url=host, timeout=60)
+        with _lock:
+            found = _clients.setdefault(host, found)
+    if host not in _swept:
+        _swept.add(host)
+        remove_stale(found)
+    return found
+
+
+def availability(image: str) -> str | None:
+    """``None`` when sandboxes can run with ``image`` as base, else why not. Cached for a few seconds."""
+    key = (docker_host(), image)
+    with _lock:
+        cached = _probes.get(key)
+    if cached is not None and time.monotonic() - cached[0] < AVAILABILITY_TTL:
+        return cached[1]
+    reason = _probe(image)
+    with _lock:
+        _probes[key] = (time.monotonic(), reason)
+    return reason
+
+
+def forget_availability() -> None:
+    """Drop cached probe results (after starting the engine or building an image)."""
+    with _lock:
+        _probes.clear()
+
+
+def _probe(image: str) -> str | None:
+    try:
+        import docker
+        import docker.errors
+    except ImportError:
+        return "the Python package 'docker' is not installed (pip install docker)"
+
+    host = docker_host()
+    try:
+        probe = docker.DockerClient(base_url=host, timeout=5)
+        try:
+            probe.ping()
+        finally:
+            probe.close()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "unavailable"
+        return f"the Docker daemon is not reachable at {host}: {_first_line(exc)}"
+    try:
+        client().images.get(image)
+    except docker.errors.ImageNotFound:
+        return (
+            f"the base image {image!r} is not present in the local Docker engine and no registry is used; "
+            f"build or load it, or set DOCKER_IMAGE to a local image"
+        )
+    except Exception as exc:  # noqa: BLE001
+        return f"the Docker daemon at {host} failed to inspect image {image!r}: {_first_line(exc)}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# -- ownership labels ----------------------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def _start_time(pid: int) -> str:
+    """The kernel's start time of ``pid`` (tells a live owner from a reused pid); '' if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_id(pid: int | None = None) -> str:
+    """The owner label value for this process."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_time(pid)}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process named by an owner label still runs (unknown owners count as alive)."""
+    try:
+        host, boot, pid_text, started = owner.rsplit(":", 3)
+        pid = int(pid_text)
+    except ValueError:
+        return True
+    if host != socket.gethostname():
+        return True  # another machine's container on a shared engine: not ours to judge
+    if boot != _boot_id():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not started or _start_time(pid) == started
+
+
+def labels(**extra: str) -> dict[str, str]:
+    """Labels for a new sandbox container."""
+    return {LABEL: "1", OWNER_LABEL: owner_id(), **{f"mt-core.{k}": str(v) for k, v in extra.items()}}
+
+
+def remove_stale(docker_client: Any) -> int:
+    """Remove sandbox containers whose owner process is gone (killed hosts); return how many."""
+    removed = 0
+    try:
+        containers = docker_client.api.containers(all=True, filters={"label": LABEL})
+    except Exception:  # noqa: BLE001 - cleanup must never break a run
+        logger.debug("listing sandbox containers failed", exc_info=True)
+        return 0
+    for info in containers:
+        owner = (info.get("Labels") or {}).get(OWNER_LABEL, "")
+        if not owner_alive(owner):
+            remove_container(docker_client, info["Id"])
+            removed += 1
+    if removed:
+        logger.info("removed %d stale sandbox container(s)", removed)
+    return removed
+
+
+def sandbox_containers(docker_client: Any | None = None) -> list[dict[str, Any]]:
+    """Every sandbox container on the engine (running or not)."""
+    return (docker_client or client()).api.containers(all=True, filters={"label": LABEL})
+
+
+# -- containers ----------------------------------------------------------------------------------
+
+
+def create_container(docker_client: Any, image: str, config: SandboxConfig, extra_labels: dict[str, str]) -> str:
+    """Create and start one hardened sandbox container running the step server; return its id.
+
+    The server waits on stdin; stdin closes when the first attached client goes away, so the
+    server of a host that dies mid-run exits. Containers are not auto-removed (their exit state
+    tells an out-of-memory kill apart); the owner removes them, and :func:`remove_stale` removes
+    those of a dead owner on the next start.
+    """
+    import docker.errors
+
+    api = docker_client.api
+    host_config = api.create_host_config(
+        network_mode=config.network,
+        read_only=True,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,size={config.tmpfs_size}"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=config.pids_limit,
+        mem_limit=config.memory,
+        memswap_limit=config.memory,
+        nano_cpus=int(config.cpus * 1e9),
+        ipc_mode="private",
+    )
+    env = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **dict(config.env)}
+    try:
+        container_config = api.create_container_config(
+            image, SERVER_COMMAND, user=SANDBOX_USER, working_dir="/tmp", environment=env,
+            stdin_open=True, tty=False, labels=labels(**extra_labels), host_config=host_config,
+        )
+        container_config["StdinOnce"] = True  # not exposed by docker-py's keyword arguments
+        created = api.create_container_from_config(container_config)
+    except docker.errors.APIError as exc:
+        raise SandboxError(f"could not create a sandbox container from {image}: {exc.explanation or exc}") from exc
+    container_id = created["Id"]
+    try:
+        api.start(container_id)
+    except docker.errors.APIError as exc:
+        remove_container(docker_client, container_id)
+        raise SandboxError(f"could not start a sandbox container: {exc.explanation or exc}") from exc
+    return container_id
+
+
+def remove_container(docker_client: Any, container_id: str, wait: float = 10.0) -> None:
+    """Kill and remove a container; returns once it is gone (or after ``wait`` seconds)."""
+    import docker.errors
+
+    api = docker_client.api
+    try:
+        api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:  # 409: removal already in progress
+        if getattr(exc, "status_code", None) != 409:
+            logger.warning("could not remove sandbox container %s: %s", container_id[:12], exc)
+    except Exception:  # noqa: BLE001 - engine gone: stale cleanup takes over on the next start
+        logger.warning("could not remove sandbox container %s", container_id[:12], exc_info=True)
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        except Exception:  # noqa: BLE001
+            return
+        time.sleep(0.05)
+
+
+# -- talking to the step server ------------------------------------------------------------------
+
+
+class Channel:
+    """JSON lines to the server's stdin; replies demultiplexed from the attach stream (no TTY)."""
+
+    def __init__(self, attached: Any) -> None:
+        self._attached = attached  # keeps the HTTP response (and so the socket) alive
+        self.sock = getattr(attached, "_sock", attached)
+        self._stdout = bytearray()
+        self.stderr: deque[bytes] = deque(maxlen=64)
+
+    def send(self, message: dict[str, Any], deadline: float) -> None:
+        self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            self.sock.sendall(json.dumps(message).encode() + b"\n")
+        except socket.timeout:
+            raise TimeoutError from None
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        while b"\n" not in self._stdout:
+            header = self._exactly(8, deadline)
+            stream, size = header[0], struct.unpack(">I", header[4:])[0]
+            data = self._exactly(size, deadline)
+            if stream == 1:
+                self._stdout += data
+            else:
+                self.stderr.append(data)
+        line, _, rest = bytes(self._stdout).partition(b"\n")
+        self._stdout = bytearray(rest)
+        return json.loads(line)
+
+    def _exactly(self, size: int, deadline: float) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(size - len(data))
+            except socket.timeout:
+                raise TimeoutError from None
+            if not chunk:
+                raise EOFError("the sandbox closed its output")
+            data += chunk
+        return bytes(data)
+
+    def stderr_tail(self) -> str:
+        return b"".join(self.stderr).decode("utf-8", "replace")[-2000:]
+
+    def close(self) -> None:
+        for closer in (getattr(self.sock, "close", None), getattr(self._attached, "close", None)):
+            try:
+                if closer is not None:
+                    closer()
+            except OSError:
+                pass
+
+
+@dataclass
+class Sandbox:
+    """A started container whose step server has answered, with the open channel to it."""
+
+    container_id: str
+    channel: Channel
+
+
+def start_sandbox(docker_client: Any, image: str, config: SandboxConfig, extra_labels: dict[str, str]) -> Sandbox:
+    """Create, start and attach one container; return once its server answers (imports done).
+
+    Attaching holds the server's stdin open: when this process goes away the server sees EOF
+    and exits, so even a pooled container of a killed host stops (and is swept on next start).
+    """
+    container_id = create_container(docker_client, image, config, extra_labels)
+    channel = None
+    try:
+        channel = Channel(docker_client.api.attach_socket(
+            container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        ))
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        channel.send({"op": "ping"}, deadline)
+        reply = channel.receive(deadline)
+        if not reply.get("ok"):
+            raise SandboxError(f"the sandbox server failed to start: {reply.get('error')}")
+    except BaseException as exc:
+        tail = channel.stderr_tail() if channel is not None else ""
+        if channel is not None:
+            channel.close()
+        remove_container(docker_client, container_id)
+        if isinstance(exc, (SandboxError, KeyboardInterrupt, SystemExit)):
+            raise
+        raise SandboxError(f"the sandbox server did not start ({type(exc).__name__}: {exc}) {tail.strip()[-500:]}") from exc
+    return Sandbox(container_id, channel)
