@@ -123,6 +123,57 @@ def runs_list(tenant: str, limit: int, as_json: bool) -> None:
     _emit(rows, ["id", "status", "executor", "duration_ms", "input_tokens", "output_tokens", "error"], as_json)
 
 
+def _add_show_and_delete(group: click.Group, kind: str, show: str, delete: str | None) -> None:
+    """Add ``show ID`` (and ``delete ID``) to ``group``, calling the tenant method named."""
+
+    @group.command("show", help=f"Show one of a tenant's {kind}s as JSON.")
+    @click.argument("object_id")
+    @tenant_option
+    def show_command(object_id: str, tenant: str) -> None:
+        click.echo(json.dumps(getattr(get_core().tenant(tenant), show)(object_id), indent=2, default=str))
+
+    if delete is not None:
+
+        @group.command("delete", help=f"Delete one of a tenant's {kind}s.")
+        @click.argument("object_id")
+        @tenant_option
+        def delete_command(object_id: str, tenant: str) -> None:
+            getattr(get_core().tenant(tenant), delete)(object_id)
+            click.echo(f"deleted {object_id}")
+
+
+_add_show_and_delete(tools, "tool", "get_tool", "delete_tool")
+_add_show_and_delete(llms, "LLM configuration", "get_llm_config", "delete_llm")
+_add_show_and_delete(runs, "run", "get_run", None)
+
+
+@cli.group()
+def limits() -> None:
+    """A tenant's limits."""
+
+
+@limits.command("show")
+@tenant_option
+def limits_show(tenant: str) -> None:
+    """Show a tenant's limits as JSON."""
+    click.echo(json.dumps(get_core().tenant(tenant).limits().as_dict(), indent=2))
+
+
+@limits.command("set")
+@tenant_option
+@click.argument("assignments", nargs=-1, required=True)
+def limits_set(tenant: str, assignments: tuple[str, ...]) -> None:
+    """Set limits, e.g. ``mt limits set --tenant acme max_tools=50 runs_per_minute=10``
+    (``name=default`` restores a default)."""
+    values: dict[str, int | None] = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep or not (value == "default" or value.isdigit()):
+            raise click.BadParameter(f"{assignment!r} is not NAME=NUMBER or NAME=default")
+        values[name] = None if value == "default" else int(value)
+    click.echo(json.dumps(get_core().tenant(tenant).set_limits(**values).as_dict(), indent=2))
+
+
 @cli.group()
 def keys() -> None:
     """Master keys for secrets at rest."""
@@ -134,6 +185,13 @@ def keys_generate() -> None:
     from .secrets import generate_master_key
 
     click.echo(generate_master_key())
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored API key under MT_MASTER_KEY (old key in MT_MASTER_KEY_PREVIOUS)."""
+    counts = get_core().rotate_secrets()
+    click.echo(f"rotated {counts['rotated']} secrets ({counts['skipped']} changed meanwhile and were left as they were)")
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ class Settings:
         home: the data directory (SQLite database, tool files, key file). ``MT_HOME``, default ``./.mt``.
         master_key: base64 of 32 bytes used to derive per-tenant encryption keys. ``MT_MASTER_KEY``;
             when unset a key file is generated under ``home``.
+        previous_master_keys: keys still accepted for reading during a rotation.
+            ``MT_MASTER_KEY_PREVIOUS`` (comma-separated).
         load_plugins: distribution names allowed to load, or ``None`` for all. ``MT_LOAD_PLUGINS``
             (an empty value loads none).
         llm_api_key, model_name, api_base_url: the default LLM of ``example.py`` and ``test.py``.
@@ -34,6 +36,7 @@ class Settings:
 
     home: Path = field(default_factory=lambda: Path(".mt"))
     master_key: str | None = field(default=None, repr=False)
+    previous_master_keys: tuple[str, ...] = field(default=(), repr=False)
     load_plugins: tuple[str, ...] | None = None
     llm_api_key: str | None = field(default=None, repr=False)
     model_name: str | None = None
@@ -60,6 +63,7 @@ class Settings:
         values: dict[str, object] = {
             "home": Path(env.get("MT_HOME") or ".mt"),
             "master_key": env.get("MT_MASTER_KEY") or None,
+            "previous_master_keys": tuple(_split_list(env.get("MT_MASTER_KEY_PREVIOUS"))),
             "load_plugins": None if load is None else tuple(_split_list(load)),
             "llm_api_key": env.get("LLM_API_KEY") or None,
             "model_name": env.get("MODEL_NAME") or None,

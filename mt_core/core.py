@@ -18,7 +18,7 @@ from .limits import Limits, check_limit_values, exceeded
 from .llms import LLMConfig, validate_llm_fields
 from .plugins import Plugins
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
-from .secrets import SecretBox, load_or_create_master_key, mask
+from .secrets import SecretBox, decode_master_key, load_or_create_master_key, mask
 from .storage import Storage, utcnow
 from .tool_loader import find_tool_definition
 from .validation import (
@@ -84,7 +84,8 @@ class MTCore:
             with self._lock:
                 if self._secrets is None:
                     key = load_or_create_master_key(self.home, self.settings.master_key)
-                    self._secrets = SecretBox(key)
+                    previous = [decode_master_key(k) for k in self.settings.previous_master_keys]
+                    self._secrets = SecretBox(key, previous=previous)
         return self._secrets
 
     def package_tools(self) -> list[dict[str, Any]]:
@@ -102,6 +103,22 @@ class MTCore:
                 if not self._catalog_synced:
                     sync_catalog(self.storage, self.plugins)
                     self._catalog_synced = True
+
+    def rotate_secrets(self) -> dict[str, int]:
+        """Re-encrypt every stored secret under the current master key.
+
+        Run it with ``MT_MASTER_KEY`` set to the new key and ``MT_MASTER_KEY_PREVIOUS`` to the
+        old one: reads accept both keys throughout, so nothing stops while it runs, and each
+        row is swapped only if nobody changed it meanwhile. Returns counts.
+        """
+        box = self.secrets
+        counts = {"rotated": 0, "skipped": 0}
+        for tenant, llm_id, ciphertext in self.storage.secrets_to_rotate(box.current_key_id):
+            context = _key_context(llm_id)
+            plaintext = box.decrypt(ciphertext, tenant=tenant, context=context)
+            fresh = box.encrypt(plaintext, tenant=tenant, context=context)
+            counts["rotated" if self.storage.replace_secret(tenant, llm_id, ciphertext, fresh) else "skipped"] += 1
+        return counts
 
     def tenant(self, name: str = DEFAULT_TENANT) -> "Tenant":
         """A handle on one tenant, with the whole API scoped to it."""

@@ -23,7 +23,7 @@ def generate_master_key() -> str:
     return base64.urlsafe_b64encode(_random.token_bytes(32)).decode()
 
 
-def _decode_master_key(value: str) -> bytes:
+def decode_master_key(value: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(value.strip().encode() + b"=" * (-len(value.strip()) % 4))
     except (ValueError, TypeError):
@@ -36,7 +36,7 @@ def _decode_master_key(value: str) -> bytes:
 def load_or_create_master_key(home: Path, configured: str | None) -> bytes:
     """The master key: ``MT_MASTER_KEY`` if set, else ``<home>/master.key`` (created 0600 with a warning)."""
     if configured:
-        return _decode_master_key(configured)
+        return decode_master_key(configured)
     path = home / KEY_FILE_NAME
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def load_or_create_master_key(home: Path, configured: str | None) -> bytes:
                 "Anyone who can read that file can decrypt stored API keys; set MT_MASTER_KEY "
                 "from a secret store in production."
             )
-    return _decode_master_key(path.read_text())
+    return decode_master_key(path.read_text())
 
 
 class SecretBox:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def check_in_child(name: str, source: str, *, timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mt-tool-check-") as workdir:
         env["HOME"] = env["TMPDIR"] = workdir
         proc = subprocess.Popen(
-            [sys.executable, "-s", "-m", "mt_core.tool_check"],
+            [*sandbox_prefix(workdir), sys.executable, "-s", "-m", "mt_core.tool_check"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=workdir, env=env, start_new_session=True, text=True, encoding="utf-8", errors="replace",
         )
@@ -59,6 +60,25 @@ def check_in_child(name: str, source: str, *, timeout: float) -> dict[str, Any]:
     if not answer.get("ok"):
         raise ToolValidationError(str(answer.get("error")), line=answer.get("line"))
     return answer
+
+
+def sandbox_prefix(workdir: str) -> list[str]:
+    """The bubblewrap command line that confines the check, when ``bwrap`` is installed.
+
+    Inside it the whole filesystem is read-only except a private ``/tmp`` and the working
+    directory, and the check has its own (empty) network, process and IPC namespaces, so a
+    module body that deletes files or phones home cannot. Without bwrap the check still runs in
+    a separate process with memory, CPU and time limits, but with the caller's file access.
+    ``MT_TOOL_CHECK_SANDBOX=none`` turns bwrap off.
+    """
+    bwrap = shutil.which("bwrap")
+    if bwrap is None or os.environ.get("MT_TOOL_CHECK_SANDBOX") == "none":
+        return []
+    return [
+        bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--bind", workdir, workdir, "--unshare-all", "--die-with-parent", "--new-session",
+        "--cap-drop", "ALL", "--",
+    ]
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

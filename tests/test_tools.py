@@ -240,10 +240,7 @@ def test_module_body_that_loops_is_stopped_by_the_time_limit(tmp_path):
     assert core.tenant("acme").get_tools() == []
 
 
-def test_validation_never_runs_tenant_code_in_this_process(core, tmp_path):
-    marker = tmp_path / "ran-here"
-    code = f"import os\nopen({str(marker)!r} + str(os.getpid()), 'w').close()\n" + CALCULATOR
-
-    core.tenant("acme").add_tool("calculator", "Writes a marker.", code)
-    assert not (tmp_path / f"ran-here{os.getpid()}").exists()
-    assert len(list(tmp_path.glob("ran-here*"))) == 1  # it ran, in the child
+def test_validation_never_runs_tenant_code_in_this_process(core):
+    probe = f"import os\nif os.getpid() == {os.getpid()}:\n    raise SystemExit('ran in the caller')\n"
+    tool_id = core.tenant("acme").add_tool("calculator", "Checks where it runs.", probe + CALCULATOR)
+    assert core.tenant("acme").get_tool(tool_id)["name"] == "calculator"
