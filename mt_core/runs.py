@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ def run_query(
             tenant=tenant, run_id=run_id, tools=[dict(r["record"]) for r in tool_records],
             authorized_imports=list(BASE_AUTHORIZED_IMPORTS), timeout_seconds=step_timeout, settings=core.settings,
         )
-        agent = _assemble(agent_type, tools, model, executor, context, max_steps, verbosity)
+        agent = _assemble(agent_type, tools, model, executor, context, max_steps, verbosity, config.api_key)
         core.plugins.notify("mt_agent_assembled", agent=agent, tenant=tenant, run_id=run_id)
         outcome = agent.run(query, return_full_result=True)
     except (Exception, ExecutorAbort) as exc:  # every failure becomes a recorded, readable run error
@@ -152,18 +153,37 @@ def _run_quota(tenant: str, limits: Any) -> Callable[[Any], None]:
 
 def _assemble(
     agent_type: str, tools: list[Any], model: Any, executor: Any, context: ExecutorContext,
-    max_steps: int, verbosity: int,
+    max_steps: int, verbosity: int, secret: str | None,
 ) -> Any:
+    from rich.console import Console
     from smolagents import CodeAgent, ToolCallingAgent
-    from smolagents.monitoring import LogLevel
+    from smolagents.monitoring import AgentLogger, LogLevel
 
     level = LogLevel(min(verbosity, 2)) if verbosity > 0 else LogLevel.OFF
+    # The agent prints what the LLM endpoint says, and an endpoint may echo the key back.
+    logger = AgentLogger(level, console=Console(file=_RedactingWriter(sys.stdout, secret), highlight=False))
     if agent_type == "tool_calling":
-        return ToolCallingAgent(tools=tools, model=model, max_steps=max_steps, verbosity_level=level)
+        return ToolCallingAgent(tools=tools, model=model, max_steps=max_steps, verbosity_level=level, logger=logger)
     return CodeAgent(
-        tools=tools, model=model, max_steps=max_steps, verbosity_level=level,
+        tools=tools, model=model, max_steps=max_steps, verbosity_level=level, logger=logger,
         executor=executor.factory(context), additional_authorized_imports=context.authorized_imports,
     )
+
+
+class _RedactingWriter:
+    """A text stream that replaces a secret before passing text on."""
+
+    def __init__(self, stream: Any, secret: str | None) -> None:
+        self.stream, self.secret = stream, secret
+
+    def write(self, text: str) -> int:
+        return self.stream.write(_redact(text, self.secret))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
 
 
 def _finish(
