@@ -91,8 +91,8 @@ def _probe(image: str) -> str | None:
         client().images.get(image)
     except docker.errors.ImageNotFound:
         return (
-            f"the base image {image!r} is not present in the local Docker engine and no registry is used; "
-            f"build or load it, or set DOCKER_IMAGE to a local image"
+            f"the base image {image!r} is not present in the local Docker engine (runs never pull it); "
+            f"run `mt sandbox build` to pull and build, load it, or set DOCKER_IMAGE to a local image"
         )
     except Exception as exc:  # noqa: BLE001
         return f"the Docker daemon at {host} failed to inspect image {image!r}: {_first_line(exc)}"
