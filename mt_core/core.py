@@ -59,34 +59,38 @@ class MTCore:
         """The data directory."""
         return self.settings.home
 
+    def _once(self, attribute: str, make: Callable[[], Any]) -> Any:
+        """The value of ``attribute``, made by ``make()`` the first time (once, under the lock)."""
+        value = getattr(self, attribute)
+        if value is None:
+            with self._lock:
+                value = getattr(self, attribute)
+                if value is None:
+                    value = make()
+                    setattr(self, attribute, value)
+        return value
+
     @property
     def storage(self) -> Storage:
         """The database (opened and migrated on first use)."""
-        if self._storage is None:
-            with self._lock:
-                if self._storage is None:
-                    self._storage = Storage(self.home / "mt.db")
-        return self._storage
+        return self._once("_storage", lambda: Storage(self.home / "mt.db"))
 
     @property
     def plugins(self) -> Plugins:
         """The loaded plugins (discovered on first use)."""
-        if self._plugins is None:
-            with self._lock:
-                if self._plugins is None:
-                    self._plugins = Plugins(allow=self.settings.load_plugins, cache_dir=self.home / "cache").load()
-        return self._plugins
+        return self._once(
+            "_plugins", lambda: Plugins(allow=self.settings.load_plugins, cache_dir=self.home / "cache").load()
+        )
 
     @property
     def secrets(self) -> SecretBox:
         """The encryption of secrets at rest under the master key."""
-        if self._secrets is None:
-            with self._lock:
-                if self._secrets is None:
-                    key = load_or_create_master_key(self.home, self.settings.master_key)
-                    previous = [decode_master_key(k) for k in self.settings.previous_master_keys]
-                    self._secrets = SecretBox(key, previous=previous)
-        return self._secrets
+
+        def make() -> SecretBox:
+            key = load_or_create_master_key(self.home, self.settings.master_key)
+            return SecretBox(key, previous=[decode_master_key(k) for k in self.settings.previous_master_keys])
+
+        return self._once("_secrets", make)
 
     def package_tools(self) -> list[dict[str, Any]]:
         """The global catalog of package tools installed plugins register (what tenants may enable)."""

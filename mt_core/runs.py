@@ -135,18 +135,17 @@ def _run_quota(tenant: str, limits: Any) -> Callable[[Any], None]:
 
     def check(conn: Any) -> None:
         now = datetime.now(timezone.utc)
-        running = conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE tenant_id = ? AND status = 'running' AND started_at > ?",
-            (tenant, (now - timedelta(hours=1)).isoformat(timespec="microseconds")),
-        ).fetchone()[0]
-        if running + 1 > limits.max_concurrent_runs:
-            raise exceeded("max_concurrent_runs", running + 1, limits.max_concurrent_runs, "the runs in progress")
-        recent = conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE tenant_id = ? AND started_at > ?",
-            (tenant, (now - timedelta(minutes=1)).isoformat(timespec="microseconds")),
-        ).fetchone()[0]
-        if recent + 1 > limits.runs_per_minute:
-            raise exceeded("runs_per_minute", recent + 1, limits.runs_per_minute, "the runs started in the last minute")
+        for limit, allowed, condition, since, what in (
+            ("max_concurrent_runs", limits.max_concurrent_runs, "status = 'running' AND ", timedelta(hours=1),
+             "the runs in progress"),
+            ("runs_per_minute", limits.runs_per_minute, "", timedelta(minutes=1), "the runs started in the last minute"),
+        ):
+            count = conn.execute(
+                f"SELECT COUNT(*) FROM runs WHERE tenant_id = ? AND {condition}started_at > ?",
+                (tenant, (now - since).isoformat(timespec="microseconds")),
+            ).fetchone()[0]
+            if count + 1 > allowed:
+                raise exceeded(limit, count + 1, allowed, what)
 
     return check
 
