@@ -44,7 +44,7 @@ def check_in_child(name: str, source: str, *, timeout: float) -> dict[str, Any]:
             cwd=workdir, env=env, start_new_session=True, text=True, encoding="utf-8", errors="replace",
         )
         try:
-            stdout, _ = proc.communicate(request, timeout=timeout)
+            stdout, stderr = proc.communicate(request, timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise ToolValidationError(
@@ -54,8 +54,10 @@ def check_in_child(name: str, source: str, *, timeout: float) -> dict[str, Any]:
             _kill_group(proc)
     answer = _last_json_line(stdout)
     if answer is None:
+        last = (stderr.strip().splitlines() or [""])[-1][:300]
         raise ToolValidationError(
             f"the tool's module body ended the validation process (exit code {proc.returncode})"
+            + (f": {last}" if last else "")
         )
     if not answer.get("ok"):
         raise ToolValidationError(str(answer.get("error")), line=answer.get("line"))
@@ -65,8 +67,9 @@ def check_in_child(name: str, source: str, *, timeout: float) -> dict[str, Any]:
 def sandbox_prefix(workdir: str) -> list[str]:
     """The bubblewrap command line that confines the check, when ``bwrap`` is installed.
 
-    Inside it the whole filesystem is read-only except a private ``/tmp`` and the working
-    directory, and the check has its own (empty) network, process and IPC namespaces, so a
+    Inside it the whole filesystem is read-only except the check's own temporary working
+    directory (its HOME and TMPDIR), and the check has its own (empty) network, process and IPC
+    namespaces, so a
     module body that deletes files or phones home cannot. Without bwrap the check still runs in
     a separate process with memory, CPU and time limits, but with the caller's file access.
     ``MT_TOOL_CHECK_SANDBOX=none`` turns bwrap off.
@@ -75,7 +78,7 @@ def sandbox_prefix(workdir: str) -> list[str]:
     if bwrap is None or os.environ.get("MT_TOOL_CHECK_SANDBOX") == "none":
         return []
     return [
-        bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--bind", workdir, workdir, "--unshare-all", "--die-with-parent", "--new-session",
         "--cap-drop", "ALL", "--",
     ]
