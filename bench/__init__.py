@@ -1,0 +1,1 @@
+"""Benchmarks of mt-core against plain smolagents: ``make bench`` or ``python -m bench [CASE...]``."""
