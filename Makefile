@@ -10,10 +10,10 @@ LITELLM_VENV := .venv-litellm
 
 .PHONY: install demo test test-core test-plugins bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/mt-docker/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" -e plugins/mt-docker
 	touch $(STAMP)
 
 install: $(STAMP)

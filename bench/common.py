@@ -12,42 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mt_core.runs import BASE_AUTHORIZED_IMPORTS
+from mt_core.testing import CALCULATOR_SCRIPT, CALCULATOR_SOURCE
+
 TOOL_NAME = "calculator"
 TOOL_DESCRIPTION = "Evaluates arithmetic expressions."
-TOOL_SOURCE = '''
-def calculate(expression: str) -> str:
-    """Evaluates a mathematical expression and returns the result.
-
-    Args:
-        expression: The mathematical expression to evaluate, e.g. "2 + 2" or "25 * 16".
-    """
-    import ast
-    import operator
-
-    operators = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-
-    def evaluate(node):
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in operators:
-            return operators[type(node.op)](evaluate(node.left), evaluate(node.right))
-        raise ValueError(f"unsupported expression: {expression!r}")
-
-    return str(evaluate(ast.parse(expression, mode="eval").body))
-'''
+TOOL_SOURCE = CALCULATOR_SOURCE
 QUERY = "What is 25 multiplied by 16?"
 ANSWER = "400"
 # Two LLM calls per query: call the tool, then give the final answer.
-SCRIPT = [
-    'Thought: use the calculator.\n<code>\nresult = calculator(expression="25 * 16")\nprint(result)\n</code>',
-    "Thought: done.\n<code>\nfinal_answer(result)\n</code>",
-]
+SCRIPT = CALCULATOR_SCRIPT
 STEPS = len(SCRIPT)
 MAX_STEPS = 5
 MODEL_ID = "scripted-model"
 API_KEY = "sk-bench-not-a-real-key"
 # The imports mt-core authorizes for agent code; the baseline gets the same list.
-AUTHORIZED_IMPORTS = ["math", "statistics", "datetime", "json", "re", "random", "itertools", "collections"]
+AUTHORIZED_IMPORTS = list(BASE_AUTHORIZED_IMPORTS)
 
 
 @dataclass

@@ -25,7 +25,7 @@ def docker_executor(core: Any) -> tuple[Any, str | None]:
     executor = core.plugins.executors.get("docker")
     if executor is None:
         return None, "no docker executor"
-    return executor, executor.unavailable_reason()
+    return executor, executor.unavailable_reason(core.settings)
 
 
 def run(quick: bool) -> list[Row]:

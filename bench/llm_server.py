@@ -13,11 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
-from socketserver import StreamRequestHandler
 from pathlib import Path
-
-LISTEN_BACKLOG = 1024
 
 
 @contextmanager
@@ -51,12 +47,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--script", required=True, help="JSON list of replies")
     args = parser.parse_args(argv)
-    # socketserver's default backlog of 5 drops SYNs when 64 clients connect at once, and the
-    # kernel retries them a second later: that would measure the server, not the client.
-    ThreadingHTTPServer.request_queue_size = LISTEN_BACKLOG
-    # http.server writes headers and body separately; with Nagle on, the body waits for the
-    # client's delayed ACK (about 40 ms per reply), which would add to every LLM call.
-    StreamRequestHandler.disable_nagle_algorithm = True
     server = ScriptedLLMServer(json.loads(args.script), latency=args.latency).start()
     print(server.base_url, flush=True)
     sys.stdin.read()

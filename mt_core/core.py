@@ -348,6 +348,27 @@ class Tenant:
         self.core.storage.set_limits_row(self.name, check_limit_values(values))
         return self.limits()
 
+    def executor_options(self) -> dict[str, Any]:
+        """This tenant's executor options (e.g. the Docker sandbox's ``memory``, ``network``)."""
+        return self.core.storage.executor_options(self.name)
+
+    def set_executor_options(self, **options: Any) -> dict[str, Any]:
+        """Set executor options for this tenant's runs (``None`` removes one); each installed
+        executor that validates options checks them first. Returns the options now in force."""
+        merged = {**self.executor_options(), **options}
+        merged = {name: value for name, value in merged.items() if value is not None}
+        for name, value in merged.items():
+            if not isinstance(value, (str, int, float, bool)):
+                raise ValidationError(name, f"must be a string, number or boolean, got {type(value).__name__}")
+        for executor in self.core.plugins.executors.values():
+            if executor.validate_options is not None:
+                try:
+                    executor.validate_options(merged)
+                except ValueError as exc:
+                    raise ValidationError("executor_options", f"{executor.name}: {exc}") from None
+        self.core.storage.set_executor_options(self.name, merged)
+        return merged
+
     def _quota(self, table: str, limit: str, allowed: int) -> Callable[[Any], None]:
         """A check, run inside the insert's transaction, that the tenant stays within ``limit``."""
 

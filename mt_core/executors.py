@@ -52,11 +52,11 @@ class SandboxFallbackWarning(RuntimeWarning):
     """A run asked for the Docker sandbox and ran locally instead; the message says why."""
 
 
-def choose_executor(plugins: Plugins, use_docker: bool) -> Executor:
+def choose_executor(plugins: Plugins, use_docker: bool, settings: Any) -> Executor:
     """The Docker executor when asked for and available, else the local one (warning why)."""
     if use_docker:
         docker = plugins.executors.get(DOCKER)
-        reason = "no Docker executor plugin is installed" if docker is None else docker.unavailable_reason()
+        reason = "no Docker executor plugin is installed" if docker is None else docker.unavailable_reason(settings)
         if docker is not None and reason is None:
             return docker
         warn(

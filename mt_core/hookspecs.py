@@ -34,9 +34,11 @@ def mt_register_llm_providers(register: Any) -> None:
 def mt_register_executors(register: Any) -> None:
     """Register code executors (sandboxes). Called once when plugins load.
 
-    Call ``register(name, factory, available=None)``: ``factory(context)`` receives an
-    :class:`mt_core.executors.ExecutorContext` and returns a ``smolagents.PythonExecutor``;
-    ``available()`` returns ``None`` when usable, else the reason it is not.
+    Call ``register(name, factory, available=None, validate_options=None)``: ``factory(context)``
+    receives an :class:`mt_core.executors.ExecutorContext` and returns a
+    ``smolagents.PythonExecutor``; ``available(settings)`` returns ``None`` when usable, else the
+    reason it is not; ``validate_options(options)`` raises ``ValueError`` for per-tenant options
+    this executor would refuse.
     """
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import sys
 import time
@@ -78,7 +80,7 @@ def run_query(
     if provider is None:
         raise LLMConfigError("provider", f"{llm_row['provider']!r} is not installed (see `mt plugins`)")
     if agent_type == "code":
-        executor = choose_executor(core.plugins, use_docker)
+        executor = choose_executor(core.plugins, use_docker, core.settings)
     else:
         executor = core.plugins.executors[LOCAL]  # a tool-calling agent calls its tools in-process
 
@@ -101,6 +103,7 @@ def run_query(
         context = ExecutorContext(
             tenant=tenant, run_id=run_id, tools=[dict(r["record"]) for r in tool_records],
             authorized_imports=list(BASE_AUTHORIZED_IMPORTS), timeout_seconds=step_timeout, settings=core.settings,
+            options=handle.executor_options(),
         )
         agent = _assemble(agent_type, tools, model, executor, context, max_steps, verbosity, config.api_key)
         core.plugins.notify("mt_agent_assembled", agent=agent, tenant=tenant, run_id=run_id)
@@ -111,6 +114,9 @@ def run_query(
         _finish(handle, run_id, started, status=status, error=message)
         logger.info("run %s for tenant %s %s", run_id, tenant, status)
         raise RunError(message, run_id=run_id, status=status) from None
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: record the run, then let it go on
+        _finish(handle, run_id, started, status="failed", error=f"interrupted ({type(exc).__name__})")
+        raise
     finally:
         _close(agent, model)
     usage = outcome.token_usage.dict() if outcome.token_usage is not None else None
@@ -162,11 +168,30 @@ def _assemble(
     # The agent prints what the LLM endpoint says, and an endpoint may echo the key back.
     logger = AgentLogger(level, console=Console(file=_RedactingWriter(sys.stdout, secret), highlight=False))
     if agent_type == "tool_calling":
-        return ToolCallingAgent(tools=tools, model=model, max_steps=max_steps, verbosity_level=level, logger=logger)
+        return ToolCallingAgent(
+            tools=tools, model=model, max_steps=max_steps, verbosity_level=level, logger=logger,
+            prompt_templates=_prompt_templates("toolcalling_agent.yaml"),
+        )
     return CodeAgent(
         tools=tools, model=model, max_steps=max_steps, verbosity_level=level, logger=logger,
         executor=executor.factory(context), additional_authorized_imports=context.authorized_imports,
+        prompt_templates=_prompt_templates("code_agent.yaml"),
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_prompt_templates(name: str) -> Any:
+    import importlib.resources
+
+    import yaml
+
+    return yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath(name).read_text())
+
+
+def _prompt_templates(name: str) -> Any:
+    """smolagents' own prompt templates, parsed once per process (the agent re-reads and parses
+    its YAML file on every construction otherwise); each agent gets its own copy."""
+    return copy.deepcopy(_parsed_prompt_templates(name))
 
 
 class _RedactingWriter:

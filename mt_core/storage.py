@@ -252,6 +252,21 @@ class Storage:
                     (value, utcnow(), tenant),
                 )
 
+    def executor_options(self, tenant: str) -> dict[str, Any]:
+        """The tenant's executor options (``{}`` when none are set)."""
+        rows = self._read("SELECT options FROM tenant_executor_options WHERE tenant_id = ?", (tenant,))
+        return json.loads(rows[0][0]) if rows else {}
+
+    def set_executor_options(self, tenant: str, options: dict[str, Any]) -> None:
+        """Replace the tenant's executor options."""
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?, ?)", (tenant, utcnow()))
+            conn.execute(
+                "INSERT INTO tenant_executor_options (tenant_id, options, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(tenant_id) DO UPDATE SET options = excluded.options, updated_at = excluded.updated_at",
+                (tenant, json.dumps(options), utcnow()),
+            )
+
     # -- secrets, across tenants (operators only: key rotation) ---------------------------------
 
     def secrets_to_rotate(self, key_id: str) -> list[tuple[str, str, str]]:

@@ -14,6 +14,7 @@ to wait first), ``usage`` (``False`` leaves usage out), ``drop`` (close without 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Reply = str | dict[str, Any]
+
+# A sample tool and the two replies that use it ("What is 25 multiplied by 16?" -> 400), shared
+# by mt-core's tests and benchmarks and handy in a plugin's own tests.
+CALCULATOR_SOURCE = '''
+def calculate(expression: str) -> str:
+    """Evaluates a mathematical expression and returns the result.
+
+    Args:
+        expression: The mathematical expression to evaluate, e.g. "2 + 2" or "25 * 16".
+    """
+    import ast
+    import operator
+
+    operators = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+    def evaluate(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in operators:
+            return operators[type(node.op)](evaluate(node.left), evaluate(node.right))
+        raise ValueError(f"unsupported expression: {expression!r}")
+
+    return str(evaluate(ast.parse(expression, mode="eval").body))
+'''
+
+CALCULATOR_SCRIPT: list[Reply] = [
+    'Thought: use the calculator.\n<code>\nresult = calculator(expression="25 * 16")\nprint(result)\n</code>',
+    "<code>\nfinal_answer(result)\n</code>",
+]
+
 
 
 def conversation_step(body: dict[str, Any]) -> int:
@@ -72,7 +103,7 @@ class ScriptedLLMServer:
 
     def start(self) -> "ScriptedLLMServer":
         """Listen on a free port of 127.0.0.1 in a background thread."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = _Server(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="scripted-llm", daemon=True)
@@ -104,6 +135,10 @@ class ScriptedLLMServer:
             self.requests.append(entry)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # 64 agents connecting at once must not have SYNs dropped and retried
+
+
 def _completion(body: dict[str, Any], content: str, with_usage: bool) -> dict[str, Any]:
     prompt_chars = sum(len(message_text(m)) for m in body.get("messages", []))
     result: dict[str, Any] = {
@@ -128,6 +163,7 @@ def _completion(body: dict[str, Any], content: str, with_usage: bool) -> dict[st
 def _handler_for(owner: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as written, no delayed-ACK stall
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default log
             return

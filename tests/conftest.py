@@ -10,34 +10,8 @@ import pytest
 import mt_core
 from mt_core import MTCore, Settings
 from mt_core.secrets import generate_master_key
-from mt_core.testing import ScriptedLLMServer
-
-CALCULATOR = '''
-def calculate(expression: str) -> str:
-    """Evaluates a mathematical expression and returns the result.
-
-    Args:
-        expression: The mathematical expression to evaluate, e.g. "2 + 2" or "25 * 16".
-    """
-    import ast
-    import operator
-
-    operators = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-
-    def evaluate(node):
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in operators:
-            return operators[type(node.op)](evaluate(node.left), evaluate(node.right))
-        raise ValueError(f"unsupported expression: {expression!r}")
-
-    return str(evaluate(ast.parse(expression, mode="eval").body))
-'''
-
-CALCULATOR_SCRIPT = [
-    'Thought: use the calculator.\n<code>\nresult = calculator(expression="25 * 16")\nprint(result)\n</code>',
-    "<code>\nfinal_answer(result)\n</code>",
-]
+from mt_core.testing import CALCULATOR_SCRIPT, ScriptedLLMServer
+from mt_core.testing import CALCULATOR_SOURCE as CALCULATOR
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
 

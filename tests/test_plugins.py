@@ -275,7 +275,11 @@ class RecordingPlugin:
             self.contexts.append(context)
             return build_executor(context)
 
-        register("docker", factory, available=lambda: None)
+        def validate(options):
+            if options.get("colour") not in (None, "red"):
+                raise ValueError("colour must be red")
+
+        register("docker", factory, available=lambda settings: None, validate_options=validate)
 
     @hookimpl
     def mt_register_commands(self, cli):
@@ -317,6 +321,11 @@ def test_every_register_hook_and_lifecycle_hook(recording):
     assert str(result) == "cba"
     assert result.executor == "docker"  # the executor registered through the hook ran the code
     assert plugin.contexts[0].tenant == "acme" and plugin.contexts[0].run_id == result.run_id
+    assert plugin.contexts[0].options == {}
+    with pytest.raises(ValidationError, match="executor_options: docker: colour must be red"):
+        acme.set_executor_options(colour="blue")
+    assert acme.set_executor_options(colour="red") == {"colour": "red"}
+    assert core.tenant("globex").executor_options() == {}
     assert plugin.assembled == [("CodeAgent", "acme", result.run_id, ["final_answer", "reverse_text"])]
     assert plugin.finished == [(result.run_id, "succeeded", "acme")]
 

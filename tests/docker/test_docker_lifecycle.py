@@ -138,8 +138,9 @@ def test_fallback_when_the_daemon_is_unreachable(tmp_path, llm_server, monkeypat
 
 
 def test_fallback_when_the_base_image_is_missing(sandbox, tmp_path, llm_server, monkeypatch):
-    monkeypatch.setenv("DOCKER_IMAGE", "mt-no-such-image:never")
-    core = MTCore(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",)))
+    core = MTCore(
+        settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",), docker_image="mt-no-such-image:never")
+    )
     acme = core.tenant("acme")
     server = llm_server(["<code>\nfinal_answer(6 * 7)\n</code>"])
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")

@@ -138,3 +138,33 @@ def test_per_tenant_limits_from_options(sandbox):
         DockerExecutor(context(options={"memory": "lots"}))
     with pytest.raises(SandboxConfigError, match="never 'host'"):
         DockerExecutor(context(options={"network": "host"}))
+
+
+def test_tenant_executor_options_reach_that_tenants_containers_only(docker_core, llm_server):
+    from mt_core import ValidationError
+
+    acme, globex = docker_core.tenant("acme"), docker_core.tenant("globex")
+    with pytest.raises(ValidationError, match="executor_options: docker: .*option 'memory'"):
+        acme.set_executor_options(memory="lots")
+    with pytest.raises(ValidationError, match="never 'host'"):
+        acme.set_executor_options(network="host")
+    assert acme.set_executor_options(memory="128m") == {"memory": "128m"}
+    probe_tool = (
+        "def memory_limit() -> str:\n"
+        '    """The memory limit of the cgroup this code runs in."""\n'
+        "    from pathlib import Path\n"
+        "    for path in ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'):\n"
+        "        if Path(path).exists():\n"
+        "            return Path(path).read_text().strip()\n"
+        "    return 'unknown'\n"
+    )
+    probe = "<code>\nfinal_answer(memory_limit())\n</code>"
+    server = llm_server([probe])
+    answers = {}
+    for handle in (acme, globex):
+        llm_id = handle.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+        tool_id = handle.add_tool("memory_limit", "Reads the memory limit.", probe_tool)
+        result = handle.run_query([tool_id], llm_id, "What is your memory limit?", max_steps=3)
+        assert result.executor == "docker"
+        answers[handle.name] = int(str(result))
+    assert answers == {"acme": 128 * 1024 * 1024, "globex": 256 * 1024 * 1024}

@@ -7,17 +7,24 @@ from typing import Any
 from mt_core.hookspecs import hookimpl
 
 
-def available() -> str | None:
+def available(settings: Any = None) -> str | None:
     """``None`` when the Docker sandbox can run now, else why not (cached for a few seconds).
 
-    The base image is read from ``DOCKER_IMAGE`` in the environment (default ``python:3.12-slim``).
+    The base image is ``settings.docker_image`` (``DOCKER_IMAGE``, default ``python:3.12-slim``).
     """
     try:
         from .config import load_config
         from .engine import availability
     except ImportError as exc:  # the docker package is missing
         return f"the Docker executor cannot load: {exc}"
-    return availability(load_config().base_image)
+    return availability(load_config(settings).base_image)
+
+
+def validate_options(options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` (a ``SandboxConfigError``) naming a per-tenant option the sandbox refuses."""
+    from .config import load_config
+
+    load_config(options=options, environ={})
 
 
 def build_executor(context: Any) -> Any:
@@ -29,7 +36,7 @@ def build_executor(context: Any) -> Any:
 
 @hookimpl
 def mt_register_executors(register: Any) -> None:
-    register("docker", build_executor, available=available)
+    register("docker", build_executor, available=available, validate_options=validate_options)
 
 
 @hookimpl
