@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .common import MAX_STEPS, QUERY, SCRIPT, STEPS, Row, make_core, ms, percentile, ratio
-from .llm_server import llm_server
-from .overhead import Baseline, check_same_work, setup_tenant
+from .common import STEPS, Row, ms, percentile, ratio
+from .overhead import scenario
 
 NAME = "concurrency"
 LATENCY = 0.2  # seconds per LLM reply
@@ -59,15 +56,7 @@ def load(query: Callable[[], Any], threads: int, per_thread: int) -> dict[str, A
 def run(quick: bool) -> list[Row]:
     """Measure and return the rows of case 5."""
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp, llm_server(SCRIPT, LATENCY) as base_url:
-        core = make_core(Path(tmp) / "home")
-        handle, tool_id, llm_id = setup_tenant(core, base_url)
-        baseline = Baseline(base_url, Path(tmp))
-
-        def framework() -> Any:
-            return handle.run_query([tool_id], llm_id, QUERY, use_docker=False, max_steps=MAX_STEPS)
-
-        check_same_work(framework(), baseline.fresh())
+    with scenario(LATENCY) as (framework, baseline):
         for threads in LEVELS:
             per_thread = max(2, 4 // threads) if quick else max(3, 8 // threads)
             # alternate which side goes first at each level so drift does not favour one
@@ -91,5 +80,4 @@ def run(quick: bool) -> list[Row]:
             ))
             rows.append(Row(NAME, f"{threads} threads: query p95 ({mt['queries']} queries)", ms(mt["p95"]), ms(base["p95"]),
                             f"{ratio(mt['p95'], base['p95']):.3f}"))
-        core.close()
     return rows

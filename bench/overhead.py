@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,25 @@ def setup_tenant(core: Any, base_url: str) -> tuple[Any, str, str]:
     return handle, tool_id, llm_id
 
 
+@contextmanager
+def scenario(latency: float) -> Iterator[tuple[Callable[[], Any], "Baseline"]]:
+    """A scripted server with ``latency`` per reply, a bench tenant on a fresh installation, and
+    the baseline; yields the framework's query and the baseline, checked to do the same work."""
+    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp, llm_server(SCRIPT, latency) as base_url:
+        core = make_core(Path(tmp) / "home")
+        handle, tool_id, llm_id = setup_tenant(core, base_url)
+        baseline = Baseline(base_url, Path(tmp))
+
+        def framework() -> Any:
+            return handle.run_query([tool_id], llm_id, QUERY, use_docker=False, max_steps=MAX_STEPS)
+
+        check_same_work(framework(), baseline.fresh())
+        try:
+            yield framework, baseline
+        finally:
+            core.close()
+
+
 def check_same_work(framework: Any, baseline: Any) -> None:
     """Both sides must answer the same in the same number of steps, or the comparison is void."""
     got = (str(framework.output), framework.status, str(baseline.output), baseline.state)
@@ -74,21 +95,12 @@ def check_same_work(framework: Any, baseline: Any) -> None:
 def run(quick: bool) -> list[Row]:
     """Measure and return the rows of case 1."""
     rounds = 12 if quick else 40
-    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp, llm_server(SCRIPT, LATENCY) as base_url:
-        core = make_core(Path(tmp) / "home")
-        handle, tool_id, llm_id = setup_tenant(core, base_url)
-        baseline = Baseline(base_url, Path(tmp))
-
-        def framework() -> Any:
-            return handle.run_query([tool_id], llm_id, QUERY, use_docker=False, max_steps=MAX_STEPS)
-
-        check_same_work(framework(), baseline.fresh())
+    with scenario(LATENCY) as (framework, baseline):
         for _ in range(2):  # warm-up: imports, first connections, first database pages
             framework(), baseline.fresh(), baseline.reused()
         samples = interleave(
             {"mt_core": framework, "smolagents": baseline.fresh, "smolagents_reused_model": baseline.reused}, rounds
         )
-        core.close()
     stats = {name: summary(values) for name, values in samples.items()}
     mt, base, reused = stats["mt_core"], stats["smolagents"], stats["smolagents_reused_model"]
     overhead = paired_median_difference(samples["mt_core"], samples["smolagents"])

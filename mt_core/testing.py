@@ -14,7 +14,6 @@ to wait first), ``usage`` (``False`` leaves usage out), ``drop`` (close without 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
