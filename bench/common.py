@@ -98,13 +98,13 @@ def paired_median_difference(a: list[float], b: list[float]) -> float:
 
 
 def make_core(home: Path, **overrides: Any) -> Any:
-    """An mt-core installation on ``home`` with a fixed master key and no third-party plugins."""
+    """An mt-core installation on ``home`` with a fixed master key and no third-party plugins;
+    other settings (``DOCKER_IMAGE``...) come from the environment."""
     from mt_core import MTCore, Settings
     from mt_core.secrets import generate_master_key
 
-    values: dict[str, Any] = {"home": home, "master_key": generate_master_key(), "load_plugins": ()}
-    values.update(overrides)
-    return MTCore(settings=Settings(**values))
+    values: dict[str, Any] = {"master_key": generate_master_key(), "load_plugins": (), **overrides}
+    return MTCore(settings=Settings.from_env(dotenv=False, home=home, **values))
 
 
 def load_baseline_tool(directory: Path) -> Any:
