@@ -204,8 +204,10 @@ def _download(dest: Path, requirements: list[str], version: str, platforms: list
 
 def _local_wheel(name: str, dest: Path, report: Progress) -> None:
     """Build a wheel of an installed distribution from the directory it was installed from."""
-    dist = metadata.distribution(name)
-    direct = dist.read_text("direct_url.json")
+    # The first distribution of that name that pip recorded as installed from a directory: a
+    # source checkout on sys.path can carry a bare *.egg-info of the same name that would hide it.
+    directs = (dist.read_text("direct_url.json") for dist in metadata.distributions(name=name))
+    direct = next((text for text in directs if text), None)
     url = json.loads(direct).get("url", "") if direct else ""
     if not url.startswith("file://"):
         # installed from an index: the wheel is downloaded like any requirement
