@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
 from .catalog import PACKAGE_PREFIX, package_tool_id, public_package_tool, sync_catalog
+from .config import Settings
 from .errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
 from .ids import new_id
 from .limits import Limits, check_limit_values, exceeded
@@ -22,7 +22,8 @@ from .secrets import SecretBox, decode_master_key, load_or_create_master_key, ma
 from .storage import Storage, utcnow
 from .tool_loader import find_tool_definition
 from .validation import (
-    check_dependencies, check_llm_name, default_llm_name, check_tenant, check_text, check_tool_name, check_tool_source, tool_error,
+    check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name, check_tool_source,
+    default_llm_name, tool_error,
 )
 
 DEFAULT_TENANT = "default"
