@@ -69,8 +69,9 @@ def test_tool_calling_agent(core, llm_server):
     ])
     tool_id = acme.add_tool("calculator", "Evaluates arithmetic expressions.", CALCULATOR)
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
-    result = run(acme, [tool_id], llm_id, agent_type="tool_calling")
-    assert str(result) == "400"
+    with pytest.warns(SandboxFallbackWarning, match="agent_type='tool_calling' calls its tools in this process"):
+        result = acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?", agent_type="tool_calling")
+    assert str(result) == "400" and result.executor == "local"
     assert acme.get_run(result.run_id)["agent_type"] == "tool_calling"
     # the tool's observation reached the model
     assert "400" in json.dumps(server.requests[1]["body"]["messages"])
