@@ -26,9 +26,11 @@ def shared_ssl_context() -> Any:
             if _ssl_context is None:
                 import openai
 
-                # the HTTP library the SDK is built on (httpx, or httpx2 in newer SDKs)
-                http = importlib.import_module(openai.DefaultHttpxClient.__mro__[1].__module__.partition(".")[0])
-                _ssl_context = http.create_ssl_context()
+                try:  # the HTTP library the SDK is built on (httpx, or httpx2 in newer SDKs)
+                    http = importlib.import_module(openai.DefaultHttpxClient.__mro__[1].__module__.partition(".")[0])
+                    _ssl_context = http.create_ssl_context()
+                except (AttributeError, ImportError, IndexError):  # an SDK we do not know: let it verify its way
+                    _ssl_context = True
     return _ssl_context
 
 
