@@ -22,13 +22,12 @@ from .secrets import SecretBox, decode_master_key, load_or_create_master_key, ma
 from .storage import Storage, utcnow
 from .tool_loader import find_tool_definition
 from .validation import (
-    check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name, check_tool_source,
-    default_llm_name, tool_error,
+    MAX_DESCRIPTION, check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name,
+    check_tool_source, default_llm_name, tool_error,
 )
 
 DEFAULT_TENANT = "default"
 MAX_TOOL_SOURCE_BYTES = 4 * 1024 * 1024  # absolute; the per-tenant limit is lower
-MAX_DESCRIPTION = 4096
 
 
 class MTCore:
@@ -168,8 +167,8 @@ class Tenant:
         description = check_text("description", description, max_length=MAX_DESCRIPTION, error=tool_error)
         deps = check_dependencies(dependencies)
         limits = self.limits()
-        if isinstance(code, str) and len(code.encode("utf-8", "surrogatepass")) > limits.max_tool_source_bytes:
-            size = len(code.encode("utf-8", "surrogatepass"))
+        size = len(code.encode("utf-8", "surrogatepass")) if isinstance(code, str) else 0
+        if size > limits.max_tool_source_bytes:
             raise exceeded("max_tool_source_bytes", size, limits.max_tool_source_bytes, "the tool's source in bytes")
         tree = check_tool_source(code, max_bytes=MAX_TOOL_SOURCE_BYTES)
         if any(tool["name"] == name for tool in self.core.storage.list("tools", self.name)):

@@ -18,6 +18,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import PluginError
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class _Staging:
         optional: Iterable[str] = (),
     ) -> None:
         if not callable(factory):
-            raise PluginContractError(f"provider {name!r}: factory is not callable")
+            raise PluginError(f"provider {name!r}: factory is not callable")
         self.providers.append(Provider(name, factory, tuple(required), tuple(optional), self.plugin))
 
     def register_executor(
@@ -135,7 +136,7 @@ class _Staging:
         validate_options: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if not callable(factory):
-            raise PluginContractError(f"executor {name!r}: factory is not callable")
+            raise PluginError(f"executor {name!r}: factory is not callable")
         self.executors.append(Executor(name, factory, available, self.plugin, validate_options))
 
     def callback_for(self, hook_name: str) -> Callable[..., None]:
@@ -144,10 +145,6 @@ class _Staging:
             "mt_register_llm_providers": self.register_provider,
             "mt_register_executors": self.register_executor,
         }[hook_name]
-
-
-class PluginContractError(Exception):
-    """A plugin called a register callback wrongly or registered a duplicate name."""
 
 
 def validated_tool(tool: Any, name: str | None = None) -> Any:
@@ -160,9 +157,9 @@ def validated_tool(tool: Any, name: str | None = None) -> Any:
         try:
             tool = tool()
         except Exception as exc:
-            raise PluginContractError(f"tool class {tool.__name__} cannot be instantiated: {exc}") from exc
+            raise PluginError(f"tool class {tool.__name__} cannot be instantiated: {exc}") from exc
     if not isinstance(tool, Tool):
-        raise PluginContractError(
+        raise PluginError(
             f"{tool!r} is not a smolagents Tool (register a Tool subclass or instance, or a function decorated with @tool)"
         )
     if name is not None:
@@ -171,7 +168,7 @@ def validated_tool(tool: Any, name: str | None = None) -> Any:
         check_tool_name(tool.name)
         tool.validate_arguments()
     except Exception as exc:  # smolagents raises assorted types; all mean "invalid"
-        raise PluginContractError(f"tool {getattr(tool, 'name', tool)!r} is invalid: {exc}") from exc
+        raise PluginError(f"tool {getattr(tool, 'name', tool)!r} is invalid: {exc}") from exc
     return tool
 
 

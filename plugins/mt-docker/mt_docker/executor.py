@@ -12,7 +12,7 @@ from typing import Any
 from smolagents.local_python_executor import CodeOutput, PythonExecutor
 
 from . import engine, images, pool
-from .engine import STARTUP_TIMEOUT, Sandbox
+from .engine import STARTUP_TIMEOUT
 from .config import SandboxConfig, load_config
 from .errors import SandboxCrashed, SandboxError, SandboxStepError, SandboxStepTimeout
 
