@@ -6,7 +6,9 @@ without them it starts the offline demo model, a scripted OpenAI-compatible serv
 
 from __future__ import annotations
 
-from mt_core import add_llm, add_tool, get_core, get_llm_config, get_tools, run_query, tenant
+import os
+
+from mt_core import add_llm, add_tool, get_llm_config, get_tools, run_query, tenant
 from mt_core.testing import ScriptedLLMServer
 
 CALCULATOR = '''
@@ -47,11 +49,30 @@ DEMO_SCRIPT = [
 TENANT = "example"
 
 
+def allow_in_process_if_no_jail() -> None:
+    """On a machine where the local jail cannot run (no bubblewrap), opt in to running tool code in
+    this process, as a single-tenant demo may, and say so loudly."""
+    from mt_core.sandbox.jail import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None and os.environ.get("MT_ALLOW_IN_PROCESS") != "1":
+        os.environ["MT_ALLOW_IN_PROCESS"] = "1"
+        print(
+            f"NOTE: the local jail cannot run here ({reason}).\n"
+            "This demo sets MT_ALLOW_IN_PROCESS=1, so tool code runs in this process. That is fine for a\n"
+            "single-tenant demo and never for a multi-tenant service: install bubblewrap instead.\n"
+        )
+
+
 def main() -> None:
-    settings = get_core().settings
+    from dotenv import find_dotenv, load_dotenv
+
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    allow_in_process_if_no_jail()
     demo = None
-    if settings.llm_api_key:
-        base_url, api_key, model_name = settings.api_base_url, settings.llm_api_key, settings.model_name
+    if os.environ.get("LLM_API_KEY"):
+        base_url, api_key = os.environ.get("API_BASE_URL"), os.environ["LLM_API_KEY"]
+        model_name = os.environ.get("MODEL_NAME") or "gpt-4o-mini"
         print(f"Using {model_name} at {base_url}")
     else:
         demo = ScriptedLLMServer(script=DEMO_SCRIPT).start()

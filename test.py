@@ -5,9 +5,11 @@ LLM_API_KEY is not set.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+from example import allow_in_process_if_no_jail
 from mt_core import add_llm, add_tool, get_core, run_query
 from mt_core.testing import ScriptedLLMServer
 
@@ -28,9 +30,13 @@ DEMO_SCRIPT = [
 
 
 def main() -> int:
+    from dotenv import find_dotenv, load_dotenv
+
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    allow_in_process_if_no_jail()
     core = get_core()
-    settings = core.settings
-    demo = None if settings.llm_api_key else ScriptedLLMServer(script=DEMO_SCRIPT).start()
+    real_key = os.environ.get("LLM_API_KEY")
+    demo = None if real_key else ScriptedLLMServer(script=DEMO_SCRIPT).start()
     if demo is not None:
         print("LLM_API_KEY is not set: using the offline demo model (scripted server on 127.0.0.1).")
     tenant = "smoke-test"
@@ -40,9 +46,9 @@ def main() -> int:
             name="greeter", description="Greets a person by name.", code=GREETER, tenant=tenant
         )
         llm_id = add_llm(
-            base_url=demo.base_url if demo else settings.api_base_url,
-            api_key="demo-key" if demo else settings.llm_api_key,
-            model_name="offline-demo-model" if demo else settings.model_name,
+            base_url=demo.base_url if demo else os.environ.get("API_BASE_URL"),
+            api_key="demo-key" if demo else real_key,
+            model_name="offline-demo-model" if demo else os.environ.get("MODEL_NAME"),
             llm_name=f"smoke-{len(core.tenant(tenant).get_llms())}",
             tenant=tenant,
         )

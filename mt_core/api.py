@@ -10,17 +10,29 @@ import os
 import threading
 from typing import Any
 
+from .config import Settings
 from .core import DEFAULT_TENANT, MTCore, Tenant
+from .errors import ValidationError
 from .runs import QueryResult
+from .tools import UNSET
 
 _default: MTCore | None = None
 _lock = threading.Lock()
 
 
-def configure(home: str | os.PathLike[str] | None = None, **settings: Any) -> MTCore:
-    """Set the installation the module-level functions use (a data directory, or full settings)."""
+def configure(
+    home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None, **values: Any
+) -> MTCore:
+    """Set the installation the module-level functions use: a data directory, full ``settings``,
+    or individual settings by name (``configure(home, master_key=..., llm_timeout=30)``, the
+    rest from the environment)."""
     global _default
-    core = MTCore(home, **settings)
+    if values:
+        unknown = sorted(set(values) - set(Settings.names()))
+        if unknown:
+            raise ValidationError(unknown[0], f"is not a setting (settings: {', '.join(Settings.names())})")
+        settings = Settings(**{**(settings or Settings.from_env()).__dict__, **values})
+    core = MTCore(home, settings=settings)
     with _lock:
         previous, _default = _default, core
     if previous is not None:
@@ -44,15 +56,31 @@ def tenant(name: str = DEFAULT_TENANT) -> Tenant:
 
 
 def add_tool(
-    name: str, description: str, code: str, dependencies: list[str] | None = None, *, tenant: str = DEFAULT_TENANT
+    name: str, description: str | None, code: str, dependencies: list[str] | None = None, *,
+    settings: dict[str, Any] | None = None, secrets: dict[str, str] | None = None, tenant: str = DEFAULT_TENANT,
 ) -> str:
     """Validate and store a tool for ``tenant``; return its id. See :meth:`Tenant.add_tool`."""
-    return get_core().tenant(tenant).add_tool(name, description, code, dependencies)
+    return get_core().tenant(tenant).add_tool(name, description, code, dependencies, settings=settings, secrets=secrets)
 
 
-def get_tool(tool_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
-    """One tool of ``tenant``. See :meth:`Tenant.get_tool`."""
-    return get_core().tenant(tenant).get_tool(tool_id)
+def update_tool(
+    tool_id: str, *, code: Any = UNSET, description: Any = UNSET, dependencies: Any = UNSET, settings: Any = UNSET,
+    secrets: Any = UNSET, tenant: str = DEFAULT_TENANT,
+) -> int:
+    """Store the next version of a tool of ``tenant``; return its number. See :meth:`Tenant.update_tool`."""
+    return get_core().tenant(tenant).update_tool(
+        tool_id, code=code, description=description, dependencies=dependencies, settings=settings, secrets=secrets
+    )
+
+
+def get_tool(tool_id: str, version: int | None = None, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """One tool of ``tenant`` (latest version, or ``version``). See :meth:`Tenant.get_tool`."""
+    return get_core().tenant(tenant).get_tool(tool_id, version)
+
+
+def get_tool_versions(tool_id: str, *, tenant: str = DEFAULT_TENANT) -> list[dict[str, Any]]:
+    """The versions of one tool of ``tenant``. See :meth:`Tenant.get_tool_versions`."""
+    return get_core().tenant(tenant).get_tool_versions(tool_id)
 
 
 def get_tools(*, tenant: str = DEFAULT_TENANT) -> list[dict[str, Any]]:
@@ -65,9 +93,12 @@ def delete_tool(tool_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
     get_core().tenant(tenant).delete_tool(tool_id)
 
 
-def enable_package_tool(name: str, *, tenant: str = DEFAULT_TENANT) -> str:
+def enable_package_tool(
+    name: str, *, settings: dict[str, Any] | None = None, secrets: dict[str, str] | None = None,
+    tenant: str = DEFAULT_TENANT,
+) -> str:
     """Let ``tenant`` use a package tool; return its id. See :meth:`Tenant.enable_package_tool`."""
-    return get_core().tenant(tenant).enable_package_tool(name)
+    return get_core().tenant(tenant).enable_package_tool(name, settings=settings, secrets=secrets)
 
 
 def disable_package_tool(name: str, *, tenant: str = DEFAULT_TENANT) -> None:

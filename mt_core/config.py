@@ -1,12 +1,18 @@
-"""Settings read from the environment (and a ``.env`` file) on first use, never at import."""
+"""Settings read from the environment (and a ``.env`` file) on first use, never at import.
+
+These are the operator's: every tenant option is checked against them, and a tenant can only
+lower what they allow (see docs/security.md).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-DEFAULT_DOCKER_IMAGE = "python:3.12-slim"
+from .errors import ValidationError
+
+HOUR = 3600.0
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -14,64 +20,119 @@ def _split_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What mt-core reads from its environment.
+    """What mt-core reads from its environment (variable names in parentheses).
 
     Args:
-        home: the data directory (SQLite database, tool files, key file). ``MT_HOME``, default ``./.mt``.
-        master_key: base64 of 32 bytes used to derive per-tenant encryption keys. ``MT_MASTER_KEY``;
-            when unset a key file is generated under ``home``.
-        previous_master_keys: keys still accepted for reading during a rotation.
-            ``MT_MASTER_KEY_PREVIOUS`` (comma-separated).
-        load_plugins: distribution names allowed to load, or ``None`` for all. ``MT_LOAD_PLUGINS``
-            (an empty value loads none).
-        llm_api_key, model_name, api_base_url: the default LLM of ``example.py`` and ``test.py``.
-        docker_image: base image of the Docker sandbox. ``DOCKER_IMAGE``.
-        docker_env_vars: names of the variables passed into the sandbox. ``DOCKER_ENV_VARS``.
-        llm_timeout: seconds one LLM request may take. ``MT_LLM_TIMEOUT``, default 60.
-        tool_check_timeout: seconds the validation of a tool's source may take.
-            ``MT_TOOL_CHECK_TIMEOUT``, default 30.
+        home: the data directory: database, tool files, key file (``MT_HOME``, default ``./.mt``).
+        master_key: base64 of 32 bytes from which per-tenant encryption keys are derived
+            (``MT_MASTER_KEY``); when unset a key file is generated under ``home``.
+        previous_master_keys: keys still accepted for reading during a rotation (``MT_MASTER_KEY_PREVIOUS``).
+        load_plugins: distributions allowed to load, or ``None`` for all (``MT_LOAD_PLUGINS``; empty loads none).
+        llm_timeout: the longest one LLM call may take, in seconds; a tenant's ``timeout`` may only
+            lower it (``MT_LLM_TIMEOUT``, 60).
+        max_llm_retries: the most retries a tenant's LLM configuration may ask for (``MT_LLM_MAX_RETRIES``, 5).
+        max_step_timeout: the longest ``step_timeout`` a run may ask for (``MT_MAX_STEP_TIMEOUT``, 3600).
+        max_steps: the most ``max_steps`` a run may ask for (``MT_MAX_STEPS``, 100).
+        tool_check_timeout: seconds the validation of a tool may take (``MT_TOOL_CHECK_TIMEOUT``, 30).
+        validations_per_tenant: tool validations one tenant may run at once (``MT_VALIDATIONS_PER_TENANT``, 8).
+        validations: tool validations this process runs at once (``MT_VALIDATIONS``, 16).
+        allow_in_process: run tenant code in this process when no jail can run
+            (``MT_ALLOW_IN_PROCESS``; single-tenant installations only).
+        require_docker: make ``use_docker=True`` fail instead of falling back to the local jail
+            (``MT_DOCKER_REQUIRED``).
+        sandbox_memory_bytes: memory of one jailed run or validation (``MT_SANDBOX_MEMORY``, ``1g``).
+        sandbox_pids: processes and threads of one jailed run (``MT_SANDBOX_PIDS``, 64).
+        sandbox_tmpfs_bytes: size of a jailed run's ``/tmp`` (``MT_SANDBOX_TMPFS``, ``64m``).
+        sandbox_env_vars: variables of this process passed into every jailed run (``MT_SANDBOX_ENV_VARS``).
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
     master_key: str | None = field(default=None, repr=False)
     previous_master_keys: tuple[str, ...] = field(default=(), repr=False)
     load_plugins: tuple[str, ...] | None = None
-    llm_api_key: str | None = field(default=None, repr=False)
-    model_name: str | None = None
-    api_base_url: str | None = None
-    docker_image: str = DEFAULT_DOCKER_IMAGE
-    docker_env_vars: tuple[str, ...] = ()
     llm_timeout: float = 60.0
+    max_llm_retries: int = 5
+    max_step_timeout: float = HOUR
+    max_steps: int = 100
     tool_check_timeout: float = 30.0
+    validations_per_tenant: int = 8
+    validations: int = 16
+    allow_in_process: bool = False
+    require_docker: bool = False
+    sandbox_memory_bytes: int = 1 << 30
+    sandbox_pids: int = 64
+    sandbox_tmpfs_bytes: int = 64 << 20
+    sandbox_env_vars: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
         if self.load_plugins is not None:
             object.__setattr__(self, "load_plugins", tuple(self.load_plugins))
+        for name in ("llm_timeout", "max_step_timeout", "tool_check_timeout"):
+            if not 0 < float(getattr(self, name)) <= 24 * HOUR:
+                raise ValidationError(name, f"must be a number of seconds above 0 (got {getattr(self, name)!r})")
+        for name in ("max_llm_retries", "max_steps", "validations_per_tenant", "validations", "sandbox_pids"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "max_llm_retries" else 1):
+                raise ValidationError(name, f"must be a positive integer (got {value!r})")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The names of all settings."""
+        return [f.name for f in fields(cls)]
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> "Settings":
         """Build settings from ``os.environ`` (after loading ``.env`` from the working directory)."""
+        from .sandbox.limits import parse_size
+
         if dotenv:
             from dotenv import find_dotenv, load_dotenv
 
             load_dotenv(find_dotenv(usecwd=True), override=False)
         env = os.environ
         load = env.get("MT_LOAD_PLUGINS")
+
+        def number(name: str, default: float, kind: type = float) -> object:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValidationError(name, f"{raw!r} is not a number") from None
+
+        def size(name: str, default: int) -> int:
+            raw = env.get(name)
+            try:
+                return parse_size(raw) if raw else default
+            except ValueError as exc:
+                raise ValidationError(name, str(exc)) from None
+
         values: dict[str, object] = {
             "home": Path(env.get("MT_HOME") or ".mt"),
             "master_key": env.get("MT_MASTER_KEY") or None,
             "previous_master_keys": tuple(_split_list(env.get("MT_MASTER_KEY_PREVIOUS"))),
             "load_plugins": None if load is None else tuple(_split_list(load)),
-            "llm_api_key": env.get("LLM_API_KEY") or None,
-            "model_name": env.get("MODEL_NAME") or None,
-            "api_base_url": env.get("API_BASE_URL") or None,
-            "docker_image": env.get("DOCKER_IMAGE") or DEFAULT_DOCKER_IMAGE,
-            "docker_env_vars": tuple(_split_list(env.get("DOCKER_ENV_VARS"))),
-            "llm_timeout": float(env.get("MT_LLM_TIMEOUT") or 60.0),
-            "tool_check_timeout": float(env.get("MT_TOOL_CHECK_TIMEOUT") or 30.0),
+            "llm_timeout": number("MT_LLM_TIMEOUT", 60.0),
+            "max_llm_retries": number("MT_LLM_MAX_RETRIES", 5, int),
+            "max_step_timeout": number("MT_MAX_STEP_TIMEOUT", HOUR),
+            "max_steps": number("MT_MAX_STEPS", 100, int),
+            "tool_check_timeout": number("MT_TOOL_CHECK_TIMEOUT", 30.0),
+            "validations_per_tenant": number("MT_VALIDATIONS_PER_TENANT", 8, int),
+            "validations": number("MT_VALIDATIONS", 16, int),
+            "allow_in_process": _flag(env.get("MT_ALLOW_IN_PROCESS")),
+            "require_docker": _flag(env.get("MT_DOCKER_REQUIRED")),
+            "sandbox_memory_bytes": size("MT_SANDBOX_MEMORY", 1 << 30),
+            "sandbox_pids": number("MT_SANDBOX_PIDS", 64, int),
+            "sandbox_tmpfs_bytes": size("MT_SANDBOX_TMPFS", 64 << 20),
+            "sandbox_env_vars": tuple(_split_list(env.get("MT_SANDBOX_ENV_VARS"))),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

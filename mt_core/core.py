@@ -1,33 +1,31 @@
-"""The framework object (:class:`MTCore`) and the per-tenant handle (:class:`Tenant`)."""
+"""The framework object (:class:`MTCore`) and the per-tenant facade (:class:`Tenant`).
+
+``MTCore`` owns an installation's parts (database, plugins, master key) and the capabilities
+built on them (:mod:`~mt_core.tools`, :mod:`~mt_core.llms`, :mod:`~mt_core.runs`); ``Tenant``
+only scopes them to one tenant.
+"""
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .catalog import PACKAGE_PREFIX, package_tool_id, public_package_tool, sync_catalog
+from .catalog import Catalog
 from .config import Settings
-from .errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
-from .ids import new_id
-from .limits import Limits, check_limit_values, exceeded
-from .llms import LLMConfig, validate_llm_fields
+from .executors import check_executor_options, choose_executor
+from .limits import Limits, check_limit_values
+from .llms import LLMs, key_context
 from .plugins import Plugins
-from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
-from .secrets import SecretBox, decode_master_key, load_or_create_master_key, mask
-from .storage import Storage, utcnow
-from .tool_loader import find_tool_definition
-from .validation import (
-    MAX_DESCRIPTION, check_dependencies, check_llm_name, check_tenant, check_text, check_tool_name,
-    check_tool_source, default_llm_name, tool_error,
-)
+from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, RunRequest, check_run_arguments, execute
+from .secrets import SecretBox, decode_master_key, load_or_create_master_key, tool_secret_context
+from .storage import Storage, open_storage
+from .tools import Tools, UNSET
+from .validation import check_tenant
 
 DEFAULT_TENANT = "default"
-MAX_TOOL_SOURCE_BYTES = 4 * 1024 * 1024  # absolute; the per-tenant limit is lower
 
 
 class MTCore:
@@ -45,11 +43,13 @@ class MTCore:
         if home is not None:
             base = Settings(**{**base.__dict__, "home": Path(home)})
         self.settings = base
-        self._lock = threading.RLock()  # lazy properties nest (the catalog needs storage and plugins)
+        self._lock = threading.RLock()  # lazy parts nest (the tools need storage and plugins)
         self._storage: Storage | None = None
         self._plugins: Plugins | None = None
         self._secrets: SecretBox | None = None
-        self._catalog_synced = False
+        self._catalog: Catalog | None = None
+        self._tools: Tools | None = None
+        self._llms: LLMs | None = None
 
     def __repr__(self) -> str:
         return f"MTCore(home={str(self.settings.home)!r})"
@@ -73,7 +73,7 @@ class MTCore:
     @property
     def storage(self) -> Storage:
         """The database (opened and migrated on first use)."""
-        return self._once("_storage", lambda: Storage(self.home / "mt.db"))
+        return self._once("_storage", lambda: open_storage(self.home / "mt.db"))
 
     @property
     def plugins(self) -> Plugins:
@@ -92,36 +92,41 @@ class MTCore:
 
         return self._once("_secrets", make)
 
+    @property
+    def catalog(self) -> Catalog:
+        """The package tools installed plugins provide."""
+        return self._once("_catalog", lambda: Catalog(self.storage, self.plugins))
+
+    @property
+    def tools(self) -> Tools:
+        """Tenants' tools (every method takes the tenant)."""
+        return self._once("_tools", lambda: Tools(self.storage, self.plugins, self.catalog, lambda: self.secrets,
+                                                  self.settings))
+
+    @property
+    def llms(self) -> LLMs:
+        """Tenants' LLM configurations (every method takes the tenant)."""
+        return self._once("_llms", lambda: LLMs(self.storage, self.plugins, lambda: self.secrets, self.settings))
+
     def package_tools(self) -> list[dict[str, Any]]:
         """The global catalog of package tools installed plugins register (what tenants may enable)."""
-        self.sync_catalog()
-        return [
-            {**public_package_tool(row), "available": bool(row["available"])}
-            for row in self.storage.catalog().values()
-        ]
-
-    def sync_catalog(self) -> None:
-        """Bring the package tool catalog in step with the loaded plugins (once per installation)."""
-        if not self._catalog_synced:
-            with self._lock:
-                if not self._catalog_synced:
-                    sync_catalog(self.storage, self.plugins)
-                    self._catalog_synced = True
+        return self.catalog.all()
 
     def rotate_secrets(self) -> dict[str, int]:
-        """Re-encrypt every stored secret under the current master key.
+        """Re-encrypt every stored secret (LLM keys, tool secrets) under the current master key.
 
         Run it with ``MT_MASTER_KEY`` set to the new key and ``MT_MASTER_KEY_PREVIOUS`` to the
         old one: reads accept both keys throughout, so nothing stops while it runs, and each
-        row is swapped only if nobody changed it meanwhile. Returns counts.
+        value is swapped only if nobody changed it meanwhile. Returns counts.
         """
         box = self.secrets
         counts = {"rotated": 0, "skipped": 0}
-        for tenant, llm_id, ciphertext in self.storage.secrets_to_rotate(box.current_key_id):
-            context = _key_context(llm_id)
-            plaintext = box.decrypt(ciphertext, tenant=tenant, context=context)
-            fresh = box.encrypt(plaintext, tenant=tenant, context=context)
-            counts["rotated" if self.storage.replace_secret(tenant, llm_id, ciphertext, fresh) else "skipped"] += 1
+        for secret in self.storage.secrets_not_under(box.current_key_id):
+            context = (key_context(secret.owner_id) if secret.kind == "llm"
+                       else tool_secret_context(secret.owner_id, secret.name))
+            plaintext = box.decrypt(secret.ciphertext, tenant=secret.tenant, context=context)
+            fresh = box.encrypt(plaintext, tenant=secret.tenant, context=context)
+            counts["rotated" if self.storage.replace_secret(secret, fresh) else "skipped"] += 1
         return counts
 
     def tenant(self, name: str = DEFAULT_TENANT) -> "Tenant":
@@ -151,292 +156,142 @@ class Tenant:
 
     # -- tools ------------------------------------------------------------------------------
 
-    def add_tool(
-        self, name: str, description: str, code: str, dependencies: list[str] | None = None
-    ) -> str:
+    def add_tool(self, name: str, description: str | None, code: str, dependencies: list[str] | None = None, *,
+                 settings: dict[str, Any] | None = None, secrets: dict[str, str] | None = None) -> str:
         """Validate and store a tool written as Python source; return its new id.
 
-        ``code`` holds one function with type hints and a Google-style docstring, or one class
-        deriving from ``smolagents.Tool``. It is checked statically, then built in a child
-        process (never in this one). Raises :class:`ToolValidationError` or
-        :class:`ConflictError` (name taken); nothing is stored on error.
+        ``code`` holds any tool smolagents loads: a ``@tool`` function, a plain function with type
+        hints and a Google-style docstring, or a ``smolagents.Tool`` subclass, with helpers beside
+        it. It is built in a sandbox, never in this process. ``description=None`` keeps the tool's
+        own. ``settings`` are keyword arguments of a class tool's ``__init__``; ``secrets`` are
+        environment variables (and ``__init__`` arguments) of the sandbox that runs it, stored
+        encrypted. Raises :class:`ToolValidationError` or :class:`ConflictError`; nothing is stored
+        on error.
         """
-        from .tool_check import check_in_child
+        return self.core.tools.add(self.name, name=name, description=description, code=code, dependencies=dependencies,
+                                   settings=settings, secrets=secrets, limits=self.limits())
 
-        check_tool_name(name)
-        description = check_text("description", description, max_length=MAX_DESCRIPTION, error=tool_error)
-        deps = check_dependencies(dependencies)
-        limits = self.limits()
-        size = len(code.encode("utf-8", "surrogatepass")) if isinstance(code, str) else 0
-        if size > limits.max_tool_source_bytes:
-            raise exceeded("max_tool_source_bytes", size, limits.max_tool_source_bytes, "the tool's source in bytes")
-        tree = check_tool_source(code, max_bytes=MAX_TOOL_SOURCE_BYTES)
-        if any(tool["name"] == name for tool in self.core.storage.list("tools", self.name)):
-            raise ConflictError(f"this tenant already has a tool named {name!r}")
-        meta = check_in_child(name, code, timeout=self.core.settings.tool_check_timeout)
-        kind = "class" if isinstance(find_tool_definition(tree), ast.ClassDef) else "function"
-        tool_id = new_id("tool")
-        self.core.storage.insert(
-            "tools",
-            self.name,
-            {
-                "id": tool_id, "name": name, "description": description, "kind": kind, "source": code,
-                "source_sha256": hashlib.sha256(code.encode()).hexdigest(), "inputs": meta["inputs"],
-                "output_type": meta["output_type"], "dependencies": deps, "created_at": utcnow(),
-            },
-            check=self._quota("tools", "max_tools", limits.max_tools),
-        )
-        try:
-            self._write_tool_file(tool_id, code)
-        except OSError:
-            self.core.storage.delete("tools", self.name, tool_id)
-            raise
-        return tool_id
+    def update_tool(self, tool_id: str, *, code: Any = UNSET, description: Any = UNSET, dependencies: Any = UNSET,
+                    settings: Any = UNSET, secrets: Any = UNSET) -> int:
+        """Validate the tool as changed and store it as its next version; return the version number.
+        Arguments left out keep their value. Versions are immutable; runs use the latest unless
+        pinned (``"<tool_id>@<n>"``)."""
+        return self.core.tools.update(self.name, tool_id, code=code, description=description,
+                                      dependencies=dependencies, settings=settings, secrets=secrets,
+                                      limits=self.limits())
 
-    def get_tool(self, tool_id: str) -> dict[str, Any]:
-        """One tool this tenant can use: its own (with its source under ``code``) or an enabled
-        package tool (id ``pkg:<name>``)."""
-        if _check_id(tool_id, "tool").startswith(PACKAGE_PREFIX):
-            return public_package_tool(self._enabled_package_tool(tool_id))
-        row = self.core.storage.get("tools", self.name, tool_id)
-        return {**_public_tool(row), "code": row["source"]}
+    def get_tool(self, tool_id: str, version: int | None = None) -> dict[str, Any]:
+        """One tool this tenant can use, at its latest version or ``version``: its own (with its
+        source under ``code``, secrets masked) or an enabled package tool (id ``pkg:<name>``)."""
+        return self.core.tools.get(self.name, tool_id, version)
+
+    def get_tool_versions(self, tool_id: str) -> list[dict[str, Any]]:
+        """The versions of one of this tenant's tools: number, ``created_at``, ``source_sha256``."""
+        return self.core.tools.versions(self.name, tool_id)
 
     def get_tools(self) -> list[dict[str, Any]]:
         """The tools this tenant can use: its own, oldest first, then its enabled package tools."""
-        own = [_public_tool(row) for row in self.core.storage.list("tools", self.name)]
-        self.core.sync_catalog()
-        return own + [public_package_tool(row) for row in self.core.storage.enabled_package_tools(self.name)]
+        return self.core.tools.list(self.name)
 
     def delete_tool(self, tool_id: str) -> None:
-        """Delete one of this tenant's own tools and its file (disable a package tool instead)."""
-        self.core.storage.delete("tools", self.name, _check_id(tool_id, "tool"))
-        self._tool_path(tool_id).unlink(missing_ok=True)
+        """Delete one of this tenant's own tools (every version) and its file."""
+        self.core.tools.delete(self.name, tool_id)
 
-    def enable_package_tool(self, name: str) -> str:
-        """Let this tenant use a package tool from the catalog; return its id (``pkg:<name>``)."""
-        self.core.sync_catalog()
-        row = self.core.storage.catalog().get(name) if isinstance(name, str) else None
-        if row is None or not row["available"]:
-            raise NotFoundError("package tool", str(name)[:128])
-        self.core.storage.set_package_tool_enabled(self.name, name, True)
-        return package_tool_id(name)
+    def enable_package_tool(self, name: str, *, settings: dict[str, Any] | None = None,
+                            secrets: dict[str, str] | None = None) -> str:
+        """Let this tenant use a package tool from the catalog, with its own settings and secrets;
+        return its id (``pkg:<name>``). Enabling again changes the settings and secrets given."""
+        return self.core.tools.enable_package(self.name, name, settings=settings, secrets=secrets)
 
     def disable_package_tool(self, name: str) -> None:
         """Stop this tenant from using a package tool; NotFoundError when it was not enabled."""
-        if not isinstance(name, str) or not self.core.storage.set_package_tool_enabled(self.name, name, False):
-            raise NotFoundError("package tool", str(name)[:128])
-
-    def _enabled_package_tool(self, tool_id: str) -> dict[str, Any]:
-        self.core.sync_catalog()
-        name = tool_id[len(PACKAGE_PREFIX):]
-        for row in self.core.storage.enabled_package_tools(self.name):
-            if row["name"] == name:
-                return row
-        raise NotFoundError("tool", tool_id)
-
-    def resolve_tools(self, tool_ids: list[str]) -> list[dict[str, Any]]:
-        """The records of the given tools and how to build each (for a run).
-
-        Raises :class:`NotFoundError` for an id this tenant cannot use and
-        :class:`ValidationError` when two tools would share a name in the agent.
-        """
-        from .tool_loader import build_tool
-
-        resolved = []
-        for tool_id in tool_ids:
-            if _check_id(tool_id, "tool").startswith(PACKAGE_PREFIX):
-                row = self._enabled_package_tool(tool_id)
-                entry = self.core.plugins.tools[row["name"]]
-                resolved.append({"record": public_package_tool(row), "build": lambda entry=entry: entry.tool})
-            else:
-                row = self.core.storage.get("tools", self.name, tool_id)
-                resolved.append({
-                    "record": {**_public_tool(row), "code": row["source"]},
-                    "build": lambda row=row: build_tool(
-                        row["name"], row["description"], row["source"], str(self._tool_path(row["id"]))
-                    ),
-                })
-        names = [item["record"]["name"] for item in resolved]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValidationError("tool_ids", f"two tools are named {duplicates[0]!r}; an agent needs unique names")
-        return resolved
-
-    def _tool_path(self, tool_id: str) -> Path:
-        return self.core.home / "tools" / self.name / f"{tool_id}.py"
-
-    def _write_tool_file(self, tool_id: str, code: str) -> None:
-        path = self._tool_path(tool_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(code, encoding="utf-8")
-        os.replace(temporary, path)
+        self.core.tools.disable_package(self.name, name)
 
     # -- LLM configurations -----------------------------------------------------------------
 
-    def add_llm(
-        self,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        model_name: str | None = None,
-        llm_name: str | None = None,
-        *,
-        provider: str = "openai",
-        **options: Any,
-    ) -> str:
+    def add_llm(self, base_url: str | None = None, api_key: str | None = None, model_name: str | None = None,
+                llm_name: str | None = None, *, provider: str = "openai", **options: Any) -> str:
         """Store an LLM configuration (API key encrypted at rest); return its new id.
 
-        Raises :class:`LLMConfigError` for an unknown provider or a missing/invalid field.
-        Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``).
+        Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``). Raises
+        :class:`LLMConfigError` for an unknown provider or a missing/invalid field.
         """
-        entry = self.core.plugins.providers.get(provider) if isinstance(provider, str) else None
-        if entry is None:
-            known = ", ".join(sorted(self.core.plugins.providers)) or "none"
-            raise LLMConfigError("provider", f"{provider!r} is not an installed provider (installed: {known})")
-        clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name, options=options)
-        name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
-        llm_id = new_id("llm")
-        key = clean["api_key"]
-        self.core.storage.insert(
-            "llms",
-            self.name,
-            {
-                "id": llm_id, "name": name, "provider": provider, "model_name": clean["model_name"],
-                "base_url": clean["base_url"], "options": clean["options"],
-                "api_key_ciphertext": self.core.secrets.encrypt(key, tenant=self.name, context=_key_context(llm_id))
-                if key else None,
-                "api_key_masked": mask(key), "created_at": utcnow(),
-            },
-            check=self._quota("llms", "max_llms", self.limits().max_llms),
-        )
-        return llm_id
+        return self.core.llms.add(self.name, base_url=base_url, api_key=api_key, model_name=model_name,
+                                  llm_name=llm_name, provider=provider, options=options,
+                                  max_llms=self.limits().max_llms)
 
     def get_llm_config(self, llm_id: str) -> dict[str, Any]:
         """One of this tenant's LLM configurations, with the API key masked."""
-        return _public_llm(self.core.storage.get("llms", self.name, _check_id(llm_id, "llm")))
+        return self.core.llms.get(self.name, llm_id)
 
     def get_llms(self) -> list[dict[str, Any]]:
         """This tenant's LLM configurations (keys masked), oldest first."""
-        return [_public_llm(row) for row in self.core.storage.list("llms", self.name)]
+        return self.core.llms.list(self.name)
 
     def delete_llm(self, llm_id: str) -> None:
         """Delete one of this tenant's LLM configurations."""
-        self.core.storage.delete("llms", self.name, _check_id(llm_id, "llm"))
+        self.core.llms.delete(self.name, llm_id)
 
-    def llm_config(self, llm_id: str) -> LLMConfig:
-        """The configuration with its key decrypted, for a provider factory. Never log it."""
-        row = self.core.storage.get("llms", self.name, _check_id(llm_id, "llm"))
-        ciphertext = row["api_key_ciphertext"]
-        api_key = (
-            self.core.secrets.decrypt(ciphertext, tenant=self.name, context=_key_context(row["id"]))
-            if ciphertext else None
-        )
-        return LLMConfig(
-            tenant=self.name, id=row["id"], name=row["name"], provider=row["provider"],
-            model_name=row["model_name"], base_url=row["base_url"], api_key=api_key,
-            options=dict(row["options"]), timeout=self.core.settings.llm_timeout,
-        )
-
-    # -- limits -----------------------------------------------------------------------------
+    # -- limits and executor options --------------------------------------------------------
 
     def limits(self) -> Limits:
         """This tenant's limits (stored overrides over the defaults)."""
-        return Limits.from_row(self.core.storage.limits_row(self.name))
+        return Limits.from_row(self.core.storage.get_limits(self.name))
 
     def set_limits(self, **values: int | None) -> Limits:
         """Change limits (``max_tools=50``); ``None`` restores a default. Returns the new limits."""
-        self.core.storage.set_limits_row(self.name, check_limit_values(values))
+        self.core.storage.set_limits(self.name, check_limit_values(values))
         return self.limits()
 
     def executor_options(self) -> dict[str, Any]:
-        """This tenant's executor options (e.g. the Docker sandbox's ``memory``, ``network``)."""
-        return self.core.storage.executor_options(self.name)
+        """This tenant's executor options (e.g. the sandbox's ``memory``, ``network``)."""
+        return self.core.storage.get_executor_options(self.name)
 
     def set_executor_options(self, **options: Any) -> dict[str, Any]:
         """Set executor options for this tenant's runs (``None`` removes one); each installed
         executor that validates options checks them first. Returns the options now in force."""
-        merged = {**self.executor_options(), **options}
-        merged = {name: value for name, value in merged.items() if value is not None}
-        for name, value in merged.items():
-            if not isinstance(value, (str, int, float, bool)):
-                raise ValidationError(name, f"must be a string, number or boolean, got {type(value).__name__}")
-        for executor in self.core.plugins.executors.values():
-            if executor.validate_options is not None:
-                try:
-                    executor.validate_options(merged)
-                except ValueError as exc:
-                    raise ValidationError("executor_options", f"{executor.name}: {exc}") from None
+        merged = check_executor_options(self.core.plugins, {**self.executor_options(), **options}, self.core.settings)
         self.core.storage.set_executor_options(self.name, merged)
         return merged
 
-    def _quota(self, table: str, limit: str, allowed: int) -> Callable[[Any], None]:
-        """A check, run inside the insert's transaction, that the tenant stays within ``limit``."""
-
-        def check(conn: Any) -> None:
-            count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE tenant_id = ?", (self.name,)).fetchone()[0]
-            if count + 1 > allowed:
-                raise exceeded(limit, count + 1, allowed, f"the number of {table}")
-
-        return check
-
     # -- runs -------------------------------------------------------------------------------
 
-    def run_query(
-        self,
-        tool_ids: list[str],
-        llm_id: str,
-        query: str,
-        use_docker: bool = True,
-        *,
-        agent_type: str = "code",
-        max_steps: int = DEFAULT_MAX_STEPS,
-        verbosity: int = 0,
-        step_timeout: float = DEFAULT_STEP_TIMEOUT,
-    ) -> QueryResult:
-        """Run ``query`` with a fresh agent using these tools and this LLM; record the run.
+    def run_query(self, tool_ids: list[str], llm_id: str, query: str, use_docker: bool = True, *,
+                  agent_type: str = "code", max_steps: int = DEFAULT_MAX_STEPS, verbosity: int = 0,
+                  step_timeout: float = DEFAULT_STEP_TIMEOUT) -> QueryResult:
+        """Run ``query`` with a fresh agent using these tools (``"<id>@<n>"`` pins a version) and
+        this LLM; record the run.
 
-        ``use_docker=True`` runs the agent's code in the Docker sandbox when one is available and
-        falls back to the local executor with a warning otherwise. ``agent_type`` is ``"code"``
-        (smolagents ``CodeAgent``) or ``"tool_calling"`` (``ToolCallingAgent``). ``verbosity`` 0
-        is silent, 1 prints the agent's steps, 2 adds debug detail. Raises :class:`RunError` when the run fails (the
-        failed run is recorded) and :class:`NotFoundError` for ids this tenant does not have.
+        ``use_docker=True`` runs the agent's code and tools in the Docker sandbox when one is
+        available and in the local jail otherwise (with a :class:`SandboxFallbackWarning`).
+        ``agent_type`` is ``"code"`` (``CodeAgent``) or ``"tool_calling"`` (``ToolCallingAgent``).
+        ``verbosity`` 0 is silent, 1 prints the agent's steps, 2 adds debug detail. Raises
+        :class:`RunError` when the run fails (the failed run is recorded), :class:`NotFoundError`
+        for ids this tenant does not have, :class:`QuotaExceededError` past a limit.
         """
-        return run_query(
-            self, tool_ids, llm_id, query, use_docker=use_docker, agent_type=agent_type,
-            max_steps=max_steps, verbosity=verbosity, step_timeout=step_timeout,
+        core, limits = self.core, self.limits()
+        check_run_arguments(query, agent_type, tool_ids, max_steps, step_timeout, limits, core.settings)
+        tools = core.tools.resolve(self.name, list(tool_ids))
+        llm, provider = core.llms.resolve(self.name, llm_id)
+        executor = choose_executor(core.plugins, use_docker, core.settings)
+        env = {name: os.environ[name] for name in core.settings.sandbox_env_vars if name in os.environ}
+        for spec in tools:
+            env.update(spec.env)
+        request = RunRequest(
+            tenant=self.name, query=query, agent_type=agent_type, max_steps=max_steps, verbosity=verbosity,
+            step_timeout=float(step_timeout), tools=tools, tool_ids=tuple(tool_ids), llm=llm, provider=provider,
+            executor=executor, executor_options=self.executor_options(),
+            quota={"max_concurrent_runs": limits.max_concurrent_runs, "runs_per_minute": limits.runs_per_minute},
+            settings=core.settings, sandbox_modules=core.plugins.modules(), sandbox_env=env,
         )
+        return execute(request, core.storage, core.plugins.notify)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """One of this tenant's run records."""
-        return self.core.storage.get("runs", self.name, _check_id(run_id, "run"))
+        from .ids import check_id
+
+        return self.core.storage.get_run(self.name, check_id(run_id, "run"))
 
     def get_runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """This tenant's run records, newest first."""
-        return self.core.storage.list("runs", self.name, limit=limit)
-
-
-def _key_context(llm_id: str) -> str:
-    return f"llms:{llm_id}:api_key"
-
-
-def _check_id(value: object, kind: str) -> str:
-    """Ids are opaque strings; anything else is simply not found (same error as a foreign id)."""
-    if not isinstance(value, str) or not value or len(value) > 128 or "\x00" in value:
-        raise NotFoundError(kind, str(value)[:128])
-    return value
-
-
-def _public_tool(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"], "name": row["name"], "description": row["description"], "inputs": row["inputs"],
-        "output_type": row["output_type"], "version": row["version"], "dependencies": row["dependencies"],
-        "origin": "tenant", "kind": row["kind"], "created_at": row["created_at"],
-    }
-
-
-def _public_llm(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"], "name": row["name"], "provider": row["provider"], "model_name": row["model_name"],
-        "base_url": row["base_url"], "api_key": row["api_key_masked"], "options": row["options"],
-        "created_at": row["created_at"],
-    }
+        return self.core.storage.list_runs(self.name, limit=limit)

@@ -1,4 +1,8 @@
-"""Every error mt-core raises on purpose: one module, one base class, messages a user can act on."""
+"""Every error mt-core raises on purpose: one module, one base class, messages a user can act on.
+
+Two exceptions to the base class, on purpose: :class:`ExecutorAbort` is a ``BaseException`` (see
+its docstring), and :class:`SandboxFallbackWarning` is a warning.
+"""
 
 from __future__ import annotations
 
@@ -69,3 +73,32 @@ class SecretError(MTError):
 
 class PluginError(MTError):
     """A plugin could not be loaded or broke a hook contract."""
+
+
+class SandboxUnavailableError(MTError):
+    """No sandbox that may run tenant code is available; the message says what to install or set."""
+
+
+class SandboxError(MTError):
+    """A sandbox could not be started or broke its protocol."""
+
+
+class SandboxFallbackWarning(RuntimeWarning):
+    """A run asked for the Docker sandbox and ran in the local jail instead; the message says why."""
+
+
+class ExecutorAbort(BaseException):
+    """Raised by an executor to end the run now (its sandbox died, or a step ran out of time).
+
+    A ``BaseException`` on purpose: smolagents turns every ``Exception`` an executor raises into a
+    step error and lets the model try again, which would re-run a runaway step. ``run_query``
+    catches it and records the run (status ``timeout`` for :class:`StepTimeout`, else ``failed``).
+    """
+
+
+class StepTimeout(ExecutorAbort):
+    """A code step ran past its time limit and was stopped from the host."""
+
+
+class SandboxCrashed(ExecutorAbort):
+    """The sandbox process or container died during a step (out of memory, killed...)."""

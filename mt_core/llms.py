@@ -1,15 +1,18 @@
-"""LLM configurations: validation against the provider's declared fields, and the decrypted view
-that a provider factory receives to build a ``smolagents.Model``."""
+"""LLM configurations of tenants: validation against the provider's declared fields, encryption of
+API keys at rest, and the decrypted view (:class:`LLMConfig`) a provider factory receives."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LLMConfigError
-from .plugins import Provider
-from .secrets import mask
-from .validation import check_base_url, check_text
+from .ids import check_id, new_id
+from .plugins import Plugins, Provider
+from .secrets import SecretBox, mask
+from .storage import LLMRow, Storage, utcnow
+from .validation import check_base_url, check_llm_name, check_text, default_llm_name
 
 CORE_FIELDS = ("base_url", "api_key", "model_name")
 OPTION_TYPES = (str, int, float, bool)
@@ -20,6 +23,8 @@ class LLMConfig:
     """A stored LLM configuration with its API key decrypted: what a provider factory receives.
 
     Its ``repr`` masks the key; the plaintext lives only in this object and the model it builds.
+    ``timeout`` is the most one call may take: the operator's ``MT_LLM_TIMEOUT``, or less when
+    the configuration asked for less.
     """
 
     tenant: str
@@ -39,6 +44,11 @@ class LLMConfig:
         )
 
 
+def key_context(llm_id: str) -> str:
+    """What an LLM configuration's key ciphertext is bound to, besides its tenant."""
+    return f"llms:{llm_id}:api_key"
+
+
 def validate_llm_fields(
     provider: Provider,
     *,
@@ -46,8 +56,10 @@ def validate_llm_fields(
     api_key: str | None,
     model_name: str | None,
     options: dict[str, Any],
+    settings: Any = None,
 ) -> dict[str, Any]:
-    """Check the fields of a new configuration against its provider; return the clean values."""
+    """Check the fields of a new configuration against its provider and the operator's bounds;
+    return the clean values."""
     given = {"base_url": base_url, "api_key": api_key, "model_name": model_name, **options}
     for name in provider.required:
         value = given.get(name)
@@ -62,6 +74,7 @@ def validate_llm_fields(
             raise LLMConfigError(name, f"must be a string, number or boolean, got {type(value).__name__}")
         if isinstance(value, str):
             check_text(name, value, max_length=4096, allow_empty=True, error=LLMConfigError)
+    _check_bounds(options, settings)
     if model_name is not None:
         model_name = check_text("model_name", model_name, max_length=256, error=LLMConfigError)
     if base_url is not None:
@@ -71,3 +84,111 @@ def validate_llm_fields(
         if any(ch.isspace() for ch in api_key):
             raise LLMConfigError("api_key", "must not contain whitespace")
     return {"base_url": base_url, "api_key": api_key, "model_name": model_name or "", "options": dict(options)}
+
+
+def _check_bounds(options: dict[str, Any], settings: Any) -> None:
+    """The operator bounds every option that spends its time or money."""
+    limit = float(getattr(settings, "llm_timeout", 60.0))
+    if "timeout" in options:
+        value = options["timeout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= limit:
+            raise LLMConfigError(
+                "timeout", f"must be a number of seconds above 0 and at most {limit:g} (the operator's MT_LLM_TIMEOUT)"
+            )
+    retries = int(getattr(settings, "max_llm_retries", 5))
+    if "max_retries" in options:
+        value = options["max_retries"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= retries:
+            raise LLMConfigError(
+                "max_retries", f"must be a whole number from 0 to {retries} (the operator's MT_LLM_MAX_RETRIES)"
+            )
+
+
+def public_llm(row: LLMRow) -> dict[str, Any]:
+    """How a tenant sees one of its configurations: the key masked."""
+    return {
+        "id": row["id"], "name": row["name"], "provider": row["provider"], "model_name": row["model_name"],
+        "base_url": row["base_url"], "api_key": row["api_key_masked"], "options": row["options"],
+        "created_at": row["created_at"],
+    }
+
+
+class LLMs:
+    """The LLM configurations of every tenant (each method takes the tenant).
+
+    Args:
+        storage: the database.
+        plugins: the loaded plugins (the providers).
+        secrets: returns the encryption of secrets at rest (made on first need).
+        settings: the operator's settings.
+    """
+
+    def __init__(self, storage: Storage, plugins: Plugins, secrets: Callable[[], SecretBox], settings: Any) -> None:
+        self.storage = storage
+        self.plugins = plugins
+        self._secrets = secrets
+        self.settings = settings
+
+    def provider(self, name: object) -> Provider:
+        """An installed provider; :class:`LLMConfigError` naming the installed ones otherwise."""
+        entry = self.plugins.providers.get(name) if isinstance(name, str) else None
+        if entry is None:
+            known = ", ".join(sorted(self.plugins.providers)) or "none"
+            raise LLMConfigError("provider", f"{name!r} is not an installed provider (installed: {known})")
+        return entry
+
+    def add(self, tenant: str, *, base_url: str | None, api_key: str | None, model_name: str | None,
+            llm_name: str | None, provider: str, options: dict[str, Any], max_llms: int) -> str:
+        """Validate and store a configuration (the key encrypted); return its id."""
+        entry = self.provider(provider)
+        clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name,
+                                    options=options, settings=self.settings)
+        name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
+        llm_id = new_id("llm")
+        key = clean["api_key"]
+        row: LLMRow = {
+            "id": llm_id, "name": name, "provider": provider, "model_name": clean["model_name"],
+            "base_url": clean["base_url"], "options": clean["options"],
+            "api_key_ciphertext": self._secrets().encrypt(key, tenant=tenant, context=key_context(llm_id)) if key else None,
+            "api_key_masked": mask(key), "created_at": utcnow(),
+        }
+        self.storage.add_llm(tenant, row, max_llms=max_llms)
+        return llm_id
+
+    def get(self, tenant: str, llm_id: object) -> dict[str, Any]:
+        """One configuration, key masked."""
+        return public_llm(self.storage.get_llm(tenant, check_id(llm_id, "llm")))
+
+    def list(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's configurations, keys masked, oldest first."""
+        return [public_llm(row) for row in self.storage.list_llms(tenant)]
+
+    def delete(self, tenant: str, llm_id: object) -> None:
+        """Delete one configuration."""
+        self.storage.delete_llm(tenant, check_id(llm_id, "llm"))
+
+    def resolve(self, tenant: str, llm_id: object) -> tuple[LLMConfig, Provider]:
+        """The configuration with its key decrypted, and its provider (for a run). Never log it."""
+        row = self.storage.get_llm(tenant, check_id(llm_id, "llm"))
+        provider = self.plugins.providers.get(row["provider"])
+        if provider is None:
+            raise LLMConfigError("provider", f"{row['provider']!r} is not installed (see `mt plugins`)")
+        ciphertext = row["api_key_ciphertext"]
+        api_key = self._secrets().decrypt(ciphertext, tenant=tenant, context=key_context(row["id"])) if ciphertext else None
+        options = dict(row["options"])
+        timeout = min(float(options.get("timeout", self.settings.llm_timeout)), float(self.settings.llm_timeout))
+        config = LLMConfig(
+            tenant=tenant, id=row["id"], name=row["name"], provider=row["provider"], model_name=row["model_name"],
+            base_url=row["base_url"], api_key=api_key, options=options, timeout=timeout,
+        )
+        return config, provider
+
+    def rotate(self) -> dict[str, int]:
+        """Re-encrypt every stored key under the current master key (see :meth:`MTCore.rotate_secrets`)."""
+        box = self._secrets()
+        counts = {"rotated": 0, "skipped": 0}
+        for tenant, llm_id, ciphertext in self.storage.llm_keys_not_under(box.current_key_id):
+            plaintext = box.decrypt(ciphertext, tenant=tenant, context=key_context(llm_id))
+            fresh = box.encrypt(plaintext, tenant=tenant, context=key_context(llm_id))
+            counts["rotated" if self.storage.replace_llm_key(tenant, llm_id, ciphertext, fresh) else "skipped"] += 1
+        return counts

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "mt_core"
 DEFAULT_PLUGINS = (
     "mt_core.default_plugins.openai_provider",
-    "mt_core.default_plugins.local_executor",
+    "mt_core.default_plugins.executors",
 )
 REGISTER_HOOKS = ("mt_register_tools", "mt_register_llm_providers", "mt_register_executors")
 
@@ -45,6 +45,7 @@ class PluginInfo:
     builtin: bool = False
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    module: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The info as a JSON-ready dict."""
@@ -60,13 +61,30 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class PackageTool:
-    """A tool registered by a plugin through ``mt_register_tools``."""
+    """A tool registered by a plugin through ``mt_register_tools``.
+
+    ``tool`` is a validated instance (the registered one, or one made from a registered class
+    with no arguments); ``factory`` is the registered class, or ``None`` for an instance.
+    """
 
     name: str
     tool: Any
     plugin: str
     distribution: str | None
     version: str | None
+    factory: Any = None
+    entry_point: str | None = None  # the plugin's module (``module:attr``), which a sandbox imports
+
+    def build(self, init_kwargs: dict[str, Any] | None = None) -> Any:
+        """The tool for one run: a new instance of a registered class, given the ``init_kwargs``
+        its ``__init__`` accepts (a tenant's settings), else the registered instance."""
+        if self.factory is None:
+            return self.tool
+        from .tool_loader import accepted_kwargs
+
+        tool = self.factory(**accepted_kwargs(self.factory.__init__, init_kwargs or {}))
+        tool.name = self.name
+        return tool
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,7 @@ class Executor:
     factory: Callable[[Any], Any]
     available: Callable[[Any], str | None] | None
     plugin: str
-    validate_options: Callable[[dict[str, Any]], None] | None = None
+    validate_options: Callable[[dict[str, Any], Any], None] | None = None
 
     def unavailable_reason(self, settings: Any) -> str | None:
         """Why this executor cannot be used now with ``settings``, or ``None`` when it can."""
@@ -103,17 +121,20 @@ class Executor:
 class _Staging:
     """Registrations of one plugin, kept apart until all of its hooks succeed."""
 
-    def __init__(self, plugin: str, distribution: str | None, version: str | None) -> None:
+    def __init__(self, plugin: str, distribution: str | None, version: str | None, entry_point: str | None = None) -> None:
         self.plugin = plugin
         self.distribution = distribution
         self.version = version
+        self.entry_point = entry_point
         self.tools: list[PackageTool] = []
         self.providers: list[Provider] = []
         self.executors: list[Executor] = []
 
     def register_tool(self, tool: Any, *, name: str | None = None) -> None:
         instance = validated_tool(tool, name)
-        self.tools.append(PackageTool(instance.name, instance, self.plugin, self.distribution, self.version))
+        factory = tool if isinstance(tool, type) else None
+        self.tools.append(PackageTool(instance.name, instance, self.plugin, self.distribution, self.version, factory,
+                                      self.entry_point))
 
     def register_provider(
         self,
@@ -133,7 +154,7 @@ class _Staging:
         factory: Callable[[Any], Any],
         *,
         available: Callable[[Any], str | None] | None = None,
-        validate_options: Callable[[dict[str, Any]], None] | None = None,
+        validate_options: Callable[[dict[str, Any], Any], None] | None = None,
     ) -> None:
         if not callable(factory):
             raise PluginError(f"executor {name!r}: factory is not callable")
@@ -202,12 +223,14 @@ class Plugins:
                 return self
             staged: list[_Staging] = []
             for module_name in DEFAULT_PLUGINS:
-                info = PluginInfo(name=module_name, distribution="mt-core", version=_core_version(), builtin=True)
+                info = PluginInfo(name=module_name, distribution="mt-core", version=_core_version(), builtin=True,
+                                  module=module_name)
                 staged += self._add(info, lambda m=module_name: importlib.import_module(m))
             for found in discover_entry_points(self.cache_dir):
                 if self.allow is not None and normalize_dist_name(found["distribution"] or "") not in self.allow:
                     continue
-                info = PluginInfo(name=found["name"], distribution=found["distribution"], version=found["version"])
+                info = PluginInfo(name=found["name"], distribution=found["distribution"], version=found["version"],
+                                  module=found["value"].strip())
                 staged += self._add(info, _loader(found))
             self._merge(staged)
             self._loaded = True
@@ -254,7 +277,7 @@ class Plugins:
                 self.pm.unregister(name=info.name)
             return self._fail(info, _describe("invalid hook implementation", exc) + _hook_hint(exc))
         info.hooks = sorted(_hook_names(self.pm, plugin))
-        staging = _Staging(info.name, info.distribution, info.version)
+        staging = _Staging(info.name, info.distribution, info.version, info.module)
         try:
             for hook_name in REGISTER_HOOKS:
                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
@@ -309,6 +332,13 @@ class Plugins:
                 logger.warning(
                     "plugin %s: %s raised %s", self.pm.get_name(impl.plugin), hook_name, _describe("", exc)
                 )
+
+    def modules(self) -> tuple[str, ...]:
+        """The entry points (``module:attr``) of the loaded third-party plugins: what a sandbox
+        that shares this machine's Python imports to build their package tools."""
+        self.load()
+        return tuple(sorted({info.module for info in self.infos.values()
+                             if info.module and not info.builtin and info.error is None}))
 
     def plugin_list(self) -> list[PluginInfo]:
         """Every plugin that loaded or failed, default plugins first."""
@@ -369,6 +399,20 @@ def discover_entry_points(cache_dir: Path | None) -> list[dict[str, Any]]:
         except OSError:
             logger.debug("entry point cache not written", exc_info=True)
     return found
+
+
+def package_tool(entry_point: str, name: str) -> PackageTool:
+    """The package tool ``name`` that the plugin at ``entry_point`` (``module:attr``) registers,
+    found by calling that plugin's ``mt_register_tools`` alone (in a sandbox: no discovery)."""
+    plugin = _loader({"value": entry_point})()
+    hook = getattr(plugin, "mt_register_tools", None)
+    staging = _Staging(entry_point, None, None, entry_point)
+    if hook is not None:
+        hook(staging.register_tool)
+    for entry in staging.tools:
+        if entry.name == name:
+            return entry
+    raise LookupError(f"package tool {name!r} is not registered by {entry_point}")
 
 
 def _loader(found: dict[str, Any]) -> Callable[[], object]:

@@ -1,187 +1,195 @@
-"""Running a query: assemble a fresh smolagents agent from the hooks, run it, record the run."""
+"""Running a query: a resolved :class:`RunRequest` in, a recorded run and a :class:`QueryResult` out.
+
+The tenant facade resolves everything a run needs (tools, LLM, executor, limits) into a frozen
+request; this module builds a fresh smolagents agent from it, runs it and records the run. It
+never reaches back into the facade, and it never builds a tenant's tool in this process: the
+agent holds :class:`~mt_core.sandbox.remote.RemoteTool` stand-ins, and the executor's sandbox
+builds and runs the real tools.
+"""
 
 from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import LLMConfigError, RunError, ValidationError
-from .executors import LOCAL, ExecutorAbort, ExecutorContext, SandboxFallbackWarning, choose_executor
+from .errors import ExecutorAbort, RunError, StepTimeout, ValidationError
+from .executors import ExecutorContext, ToolSpec
 from .ids import new_id
-from .limits import exceeded
-from .storage import utcnow
-from .user_warnings import warn
+from .limits import Limits, exceeded
+from .llms import LLMConfig
+from .plugins import Executor, Provider
+from .storage import RunQuota, Storage, utcnow
 from .validation import check_text
-
-if TYPE_CHECKING:
-    from .core import Tenant
 
 logger = logging.getLogger(__name__)
 
 AGENT_TYPES = ("code", "tool_calling")
 MAX_QUERY_LENGTH = 100_000
-MAX_STORED_OUTPUT = 65_536
+MAX_STORED_CHARS = 65_536  # output and error text kept per run record; more is cut with a marker
 DEFAULT_MAX_STEPS = 20
 DEFAULT_STEP_TIMEOUT = 30.0
+MAX_PRINT_CHARS = 50_000  # what a code step prints, as the model sees it
 BASE_AUTHORIZED_IMPORTS = ("math", "statistics", "datetime", "json", "re", "random", "itertools", "collections")
 
 
-@dataclass
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything one run needs, resolved by the tenant facade before anything runs."""
+
+    tenant: str
+    query: str
+    agent_type: str
+    max_steps: int
+    verbosity: int
+    step_timeout: float
+    tools: tuple[ToolSpec, ...]
+    tool_ids: tuple[str, ...]
+    llm: LLMConfig
+    provider: Provider
+    executor: Executor
+    executor_options: dict[str, Any]
+    quota: RunQuota
+    settings: Any
+    sandbox_modules: tuple[str, ...] = ()
+    sandbox_env: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, repr=False)
 class QueryResult:
-    """The full result of one ``run_query``. ``str(result)`` is the final answer."""
+    """The result of one ``run_query``; the same fields as its run record (``get_run``).
+
+    ``str(result)`` is the final answer. ``status`` is ``"succeeded"``, or ``"max_steps"`` when
+    the agent used every step without calling ``final_answer``: then ``output`` is the answer
+    smolagents asked the model for at the end, ``completed`` is False and ``repr`` says so.
+    ``steps`` counts the agent's steps; ``trace`` holds the task and each step (model output,
+    code, observations) as smolagents records them, without the system prompt.
+    """
 
     run_id: str
     output: Any
     status: str
     usage: dict[str, int] | None
-    steps: list[dict[str, Any]] = field(repr=False)
+    steps: int
     duration_ms: int
     executor: str
+    tool_versions: dict[str, Any]
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completed(self) -> bool:
+        """Whether the agent finished with ``final_answer`` (not stopped at ``max_steps``)."""
+        return self.status == "succeeded"
 
     def __str__(self) -> str:
         return str(self.output)
 
+    def __repr__(self) -> str:
+        note = " (stopped at max_steps without a final answer)" if self.status == "max_steps" else ""
+        return (f"QueryResult(status={self.status!r}{note}, output={_short(self.output)!r}, run_id={self.run_id!r},"
+                f" steps={self.steps}, usage={self.usage}, duration_ms={self.duration_ms}, executor={self.executor!r})")
 
-def run_query(
-    handle: "Tenant",
-    tool_ids: list[str],
-    llm_id: str,
-    query: str,
-    *,
-    use_docker: bool,
-    agent_type: str,
-    max_steps: int,
-    verbosity: int,
-    step_timeout: float,
-) -> QueryResult:
-    """Run ``query`` for the tenant of ``handle``; see :meth:`mt_core.Tenant.run_query`."""
-    core, tenant = handle.core, handle.name
+
+def check_run_arguments(query: object, agent_type: object, tool_ids: object, max_steps: object, step_timeout: object,
+                        limits: Limits, settings: Any) -> None:
+    """The checks of a run's own arguments, against the tenant's limits and the operator's bounds."""
     check_text("query", query, max_length=MAX_QUERY_LENGTH)
-    limits = handle.limits()
-    if len(query) > limits.max_query_length:
-        raise exceeded("max_query_length", len(query), limits.max_query_length, "the query's length")
+    if len(query) > limits.max_query_length:  # type: ignore[arg-type]
+        raise exceeded("max_query_length", len(query), limits.max_query_length, "the query's length")  # type: ignore[arg-type]
     if agent_type not in AGENT_TYPES:
         raise ValidationError("agent_type", f"{agent_type!r} is not one of {', '.join(AGENT_TYPES)}")
     if isinstance(tool_ids, str) or not isinstance(tool_ids, (list, tuple)):
         raise ValidationError("tool_ids", "must be a list of tool ids")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 1 <= max_steps <= 100:
-        raise ValidationError("max_steps", "must be an integer from 1 to 100")
+    ceiling = int(settings.max_steps)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 1 <= max_steps <= ceiling:
+        raise ValidationError("max_steps", f"must be an integer from 1 to {ceiling} (the operator's MT_MAX_STEPS)")
     if max_steps > limits.max_steps:
         raise exceeded("max_steps", max_steps, limits.max_steps, "the run's max_steps")
-    tool_records = handle.resolve_tools(list(tool_ids))
-    llm_row = core.storage.get("llms", tenant, llm_id)
-    provider = core.plugins.providers.get(llm_row["provider"])
-    if provider is None:
-        raise LLMConfigError("provider", f"{llm_row['provider']!r} is not installed (see `mt plugins`)")
-    if agent_type == "code":
-        executor = choose_executor(core.plugins, use_docker, core.settings)
-    else:
-        executor = core.plugins.executors[LOCAL]
-        if use_docker:
-            warn(
-                "agent_type='tool_calling' calls its tools in this process: the Docker sandbox runs the code of"
-                " agent_type='code' agents only; running locally. The local executor is not a security boundary.",
-                SandboxFallbackWarning,
-            )
-
-    run_id = new_id("run")
-    core.storage.insert(
-        "runs",
-        tenant,
-        {
-            "id": run_id, "llm_id": llm_id, "tool_ids": list(tool_ids), "query": query,
-            "agent_type": agent_type, "executor": executor.name, "status": "running", "started_at": utcnow(),
-        },
-        check=_run_quota(tenant, limits),
-    )
-    started = time.perf_counter()
-    config = agent = model = None
-    try:
-        config = handle.llm_config(llm_id)
-        model = provider.factory(config)
-        tools = [record["build"]() for record in tool_records]
-        context = ExecutorContext(
-            tenant=tenant, run_id=run_id, tools=[dict(r["record"]) for r in tool_records],
-            authorized_imports=list(BASE_AUTHORIZED_IMPORTS), timeout_seconds=step_timeout, settings=core.settings,
-            options=handle.executor_options(),
+    longest = float(settings.max_step_timeout)
+    if isinstance(step_timeout, bool) or not isinstance(step_timeout, (int, float)) or not 0 < step_timeout <= longest:
+        raise ValidationError(
+            "step_timeout", f"must be a number of seconds above 0 and at most {longest:g} (the operator's"
+            " MT_MAX_STEP_TIMEOUT)"
         )
-        agent = _assemble(agent_type, tools, model, executor, context, max_steps, verbosity, config.api_key)
-        core.plugins.notify("mt_agent_assembled", agent=agent, tenant=tenant, run_id=run_id)
-        outcome = agent.run(query, return_full_result=True)
+
+
+def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) -> QueryResult:
+    """Run ``request`` with a fresh agent and record it; :class:`RunError` when the run fails."""
+    run_id = new_id("run")
+    versions = {spec.id: spec.version for spec in request.tools}
+    storage.start_run(request.tenant, {
+        "id": run_id, "llm_id": request.llm.id, "tool_ids": list(request.tool_ids), "tool_versions": versions,
+        "query": request.query, "agent_type": request.agent_type, "executor": request.executor.name,
+        "status": "running", "started_at": utcnow(),
+    }, quota=request.quota)
+    started = time.perf_counter()
+    secret = request.llm.api_key
+    agent = model = executor = None
+    try:
+        model = request.provider.factory(request.llm)
+        context = ExecutorContext(
+            tenant=request.tenant, run_id=run_id, tools=request.tools, authorized_imports=BASE_AUTHORIZED_IMPORTS,
+            timeout_seconds=request.step_timeout, settings=request.settings, options=dict(request.executor_options),
+            env=dict(request.sandbox_env), max_print_chars=MAX_PRINT_CHARS, sandbox_modules=request.sandbox_modules,
+        )
+        executor = request.executor.factory(context)
+        agent = _assemble(request, executor, model)
+        notify("mt_agent_assembled", agent=agent, tenant=request.tenant, run_id=run_id)
+        outcome = agent.run(request.query, return_full_result=True)
     except (Exception, ExecutorAbort) as exc:  # every failure becomes a recorded, readable run error
-        message = _redact(describe_failure(exc, config), getattr(config, "api_key", None))
-        status = "timeout" if _is_timeout(exc) else "failed"
-        _finish(handle, run_id, started, status=status, error=message)
-        logger.info("run %s for tenant %s %s", run_id, tenant, status)
-        raise RunError(message, run_id=run_id, status=status) from None
+        message = _redact(describe_failure(exc, request.llm), secret)
+        status = "timeout" if is_timeout(exc) else "failed"
+        _finish(request, storage, notify, run_id, started, status=status, error=message)
+        logger.info("run %s for tenant %s %s", run_id, request.tenant, status)
+        raise RunError(_cut(message), run_id=run_id, status=status) from None
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: record the run, then let it go on
-        _finish(handle, run_id, started, status="failed", error=f"interrupted ({type(exc).__name__})")
+        _finish(request, storage, notify, run_id, started, status="failed", error=f"interrupted ({type(exc).__name__})")
         raise
     finally:
-        _close(agent, model)
+        _close(agent, executor, model)
     usage = outcome.token_usage.dict() if outcome.token_usage is not None else None
     if usage:
         usage = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"]}
     status = "succeeded" if outcome.state == "success" else "max_steps"
+    trace = [dict(step) for step in (outcome.steps or []) if "system_prompt" not in step]
+    steps = sum(1 for step in trace if "step_number" in step)
     duration_ms = _finish(
-        handle, run_id, started, status=status, output=_redact(str(outcome.output), config.api_key),
-        usage=usage, steps=len(outcome.steps or []),
+        request, storage, notify, run_id, started, status=status, output=_redact(str(outcome.output), secret),
+        usage=usage, steps=steps,
     )
     return QueryResult(
-        run_id=run_id, output=outcome.output, status=status, usage=usage, steps=list(outcome.steps or []),
-        duration_ms=duration_ms, executor=executor.name,
+        run_id=run_id, output=outcome.output, status=status, usage=usage, steps=steps, duration_ms=duration_ms,
+        executor=request.executor.name, tool_versions=versions, trace=trace,
     )
 
 
-def _run_quota(tenant: str, limits: Any) -> Callable[[Any], None]:
-    """A check, inside the run record's insert transaction, of the concurrency and rate limits.
-
-    A run left ``running`` by a crashed process stops counting as concurrent after an hour.
-    """
-
-    def check(conn: Any) -> None:
-        now = datetime.now(timezone.utc)
-        for limit, allowed, condition, since, what in (
-            ("max_concurrent_runs", limits.max_concurrent_runs, "status = 'running' AND ", timedelta(hours=1),
-             "the runs in progress"),
-            ("runs_per_minute", limits.runs_per_minute, "", timedelta(minutes=1), "the runs started in the last minute"),
-        ):
-            count = conn.execute(
-                f"SELECT COUNT(*) FROM runs WHERE tenant_id = ? AND {condition}started_at > ?",
-                (tenant, (now - since).isoformat(timespec="microseconds")),
-            ).fetchone()[0]
-            if count + 1 > allowed:
-                raise exceeded(limit, count + 1, allowed, what)
-
-    return check
-
-
-def _assemble(
-    agent_type: str, tools: list[Any], model: Any, executor: Any, context: ExecutorContext,
-    max_steps: int, verbosity: int, secret: str | None,
-) -> Any:
+def _assemble(request: RunRequest, executor: Any, model: Any) -> Any:
     from rich.console import Console
     from smolagents import CodeAgent, ToolCallingAgent
     from smolagents.monitoring import AgentLogger, LogLevel
 
-    level = LogLevel(min(verbosity, 2)) if verbosity > 0 else LogLevel.OFF
+    from .sandbox.remote import RemoteTool
+
+    tools = [RemoteTool(spec, executor) for spec in request.tools]
+    level = LogLevel(min(request.verbosity, 2)) if request.verbosity > 0 else LogLevel.OFF
     # The agent prints what the LLM endpoint says, and an endpoint may echo the key back.
-    logger = AgentLogger(level, console=Console(file=_RedactingWriter(sys.stdout, secret), highlight=False))
-    if agent_type == "tool_calling":
+    logger_ = AgentLogger(level, console=Console(file=_RedactingWriter(sys.stdout, request.llm.api_key), highlight=False))
+    if request.agent_type == "tool_calling":
+        if not hasattr(executor, "call_tool"):
+            raise ValidationError("agent_type", f"executor {request.executor.name!r} cannot run tool calls")
         return ToolCallingAgent(
-            tools=tools, model=model, max_steps=max_steps, verbosity_level=level, logger=logger,
+            tools=tools, model=model, max_steps=request.max_steps, verbosity_level=level, logger=logger_,
             prompt_templates=_prompt_templates("toolcalling_agent.yaml"),
         )
     return CodeAgent(
-        tools=tools, model=model, max_steps=max_steps, verbosity_level=level, logger=logger,
-        executor=executor.factory(context), additional_authorized_imports=context.authorized_imports,
+        tools=tools, model=model, max_steps=request.max_steps, verbosity_level=level, logger=logger_,
+        executor=executor, additional_authorized_imports=list(BASE_AUTHORIZED_IMPORTS),
         prompt_templates=_prompt_templates("code_agent.yaml"),
     )
 
@@ -218,25 +226,25 @@ class _RedactingWriter:
 
 
 def _finish(
-    handle: "Tenant", run_id: str, started: float, *, status: str, output: str | None = None,
-    error: str | None = None, usage: dict[str, int] | None = None, steps: int | None = None,
+    request: RunRequest, storage: Storage, notify: Callable[..., None], run_id: str, started: float, *, status: str,
+    output: str | None = None, error: str | None = None, usage: dict[str, int] | None = None, steps: int | None = None,
 ) -> int:
     duration_ms = int((time.perf_counter() - started) * 1000)
-    fields: dict[str, Any] = {
-        "status": status, "output": None if output is None else output[:MAX_STORED_OUTPUT],
-        "error": error, "duration_ms": duration_ms, "finished_at": utcnow(), "steps": steps,
-        "input_tokens": usage["input_tokens"] if usage else None,
+    record = storage.finish_run(request.tenant, run_id, {
+        "status": status, "output": None if output is None else _cut(output),
+        "error": None if error is None else _cut(error), "duration_ms": duration_ms, "finished_at": utcnow(),
+        "steps": steps, "input_tokens": usage["input_tokens"] if usage else None,
         "output_tokens": usage["output_tokens"] if usage else None,
-    }
-    core = handle.core
-    core.storage.update("runs", handle.name, run_id, fields)
-    core.plugins.notify("mt_run_finished", run=core.storage.get("runs", handle.name, run_id), tenant=handle.name)
+    })
+    notify("mt_run_finished", run=record, tenant=request.tenant)
     return duration_ms
 
 
-def _close(agent: Any, model: Any) -> None:
-    """Release the run's executor and HTTP client; failures here never mask the run's result."""
-    for closer in (getattr(agent, "cleanup", None), getattr(getattr(model, "client", None), "close", None)):
+def _close(agent: Any, executor: Any, model: Any) -> None:
+    """Release the run's sandbox and HTTP client; failures here never mask the run's result."""
+    closers = [getattr(agent, "cleanup", None), getattr(executor, "cleanup", None),
+               getattr(getattr(model, "client", None), "close", None)]
+    for closer in closers:
         if closer is not None:
             try:
                 closer()
@@ -244,16 +252,36 @@ def _close(agent: Any, model: Any) -> None:
                 logger.debug("cleanup failed", exc_info=True)
 
 
-def describe_failure(exc: BaseException, config: Any) -> str:
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def describe_failure(exc: BaseException, config: LLMConfig | None) -> str:
     """A one-line account of why a run failed, naming the LLM endpoint when the LLM call failed."""
+    from smolagents.utils import AgentGenerationError
+
     cause = exc.__cause__
-    if type(exc).__name__ == "AgentGenerationError" and cause is not None:
+    if isinstance(exc, AgentGenerationError) and cause is not None:
         endpoint = f" ({config.provider} endpoint {config.base_url})" if config is not None else ""
         detail = str(cause).strip() or type(cause).__name__
-        if type(cause).__name__ == "JSONDecodeError":
+        if isinstance(cause, json.JSONDecodeError):
             detail = f"the response is not valid JSON ({detail})"
         return f"LLM request failed{endpoint}: {type(cause).__name__}: {detail}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a run failed because something took too long (a step, or the LLM call)."""
+    try:
+        from openai import APITimeoutError
+    except ImportError:  # pragma: no cover - openai is a dependency
+        APITimeoutError = TimeoutError  # type: ignore[misc,assignment]
+    return any(isinstance(item, (StepTimeout, TimeoutError, APITimeoutError)) for item in _chain(exc))
 
 
 def _redact(text: str, secret: str | None) -> str:
@@ -262,12 +290,13 @@ def _redact(text: str, secret: str | None) -> str:
     return text
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+def _cut(text: str, limit: int = MAX_STORED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... cut: {len(text) - limit} more characters; mt-core stores at most {limit}]"
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -115,9 +115,19 @@ class SecretBox:
         except InvalidTag:
             raise SecretError("stored secret does not decrypt for this tenant and row") from None
 
-    def needs_rotation(self, ciphertext: str) -> bool:
-        """True when ``ciphertext`` is not under the current master key."""
-        return ciphertext.split(":", 2)[1:2] != [self.current_key_id]
+
+def tool_secret_context(tool_id: str, name: str) -> str:
+    """What a tool secret's ciphertext is bound to, besides its tenant."""
+    return f"tools:{tool_id}:secret:{name}"
+
+
+def seal_tool_secrets(box: SecretBox, tenant: str, tool_id: str, values: dict[str, str]) -> list[dict[str, str | None]]:
+    """Encrypt a tool's secrets for storage: ``name``, ``ciphertext`` and ``masked`` of each."""
+    return [
+        {"name": name, "ciphertext": box.encrypt(value, tenant=tenant, context=tool_secret_context(tool_id, name)),
+         "masked": mask(value)}
+        for name, value in sorted(values.items())
+    ]
 
 
 def _aad(tenant: str, context: str) -> bytes:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from .errors import LLMConfigError, TenantError, ToolValidationError, ValidationError
-from .tool_loader import tool_definitions
 
 TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -137,13 +136,9 @@ def check_dependencies(dependencies: object) -> list[str]:
     return result
 
 
-def check_tool_source(code: object, *, max_bytes: int) -> ast.Module:
-    """Static checks of tool source; returns its AST. Nothing is executed.
-
-    The source must parse, define exactly one public function or ``smolagents.Tool`` subclass,
-    and, for a function, type-hint every parameter and the return value and describe every
-    parameter under ``Args:`` in a Google-style docstring.
-    """
+def check_tool_source(code: object, *, max_bytes: int) -> str:
+    """Static checks of tool source: text that parses as Python. Nothing is executed; which
+    definition is the tool is decided where the code may run (see :mod:`mt_core.tool_loader`)."""
     if isinstance(code, bytes):
         try:
             code = code.decode("utf-8")
@@ -153,58 +148,57 @@ def check_tool_source(code: object, *, max_bytes: int) -> ast.Module:
     if len(text.encode("utf-8")) > max_bytes:
         raise ToolValidationError(f"is larger than {max_bytes} bytes")
     try:
-        tree = ast.parse(text, filename="<tool>")
+        ast.parse(text, filename="<tool>")
     except SyntaxError as exc:
         raise ToolValidationError(f"is not valid Python: {exc.msg}", line=exc.lineno) from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise ToolValidationError(f"cannot be parsed: {exc}") from None
-    for node in tree.body:
-        if isinstance(node, ast.AsyncFunctionDef):
-            raise ToolValidationError(f"async function {node.name!r} is not supported", line=node.lineno)
-    found = tool_definitions(tree)
-    if not found:
-        raise ToolValidationError(
-            "defines no tool: expected one public function with type hints and a docstring,"
-            " or one class deriving from smolagents.Tool"
-        )
-    if len(found) > 1:
-        names = ", ".join(f"{n.name!r} (line {n.lineno})" for n in found)
-        raise ToolValidationError(
-            f"defines {len(found)} tools ({names}); define exactly one (prefix helpers with '_')",
-            line=found[1].lineno,
-        )
-    node = found[0]
-    if isinstance(node, ast.FunctionDef):
-        _check_function(node)
-    return tree
+    return text
 
 
-def _check_function(node: ast.FunctionDef) -> None:
-    args = node.args
-    if args.vararg or args.kwarg:
-        raise ToolValidationError(f"function {node.name!r} must not take *args or **kwargs", line=node.lineno)
-    params = args.posonlyargs + args.args + args.kwonlyargs
-    for param in params:
-        if param.annotation is None:
-            raise ToolValidationError(
-                f"parameter {param.arg!r} of {node.name!r} has no type hint", line=param.lineno
-            )
-    if node.returns is None:
-        raise ToolValidationError(f"function {node.name!r} has no return type hint", line=node.lineno)
-    docstring = ast.get_docstring(node)
-    if not docstring:
-        raise ToolValidationError(
-            f"function {node.name!r} has no docstring (describe it, with an 'Args:' section)", line=node.lineno
-        )
-    if params and not re.search(r"^\s*Args:\s*$", docstring, re.MULTILINE):
-        raise ToolValidationError(f"docstring of {node.name!r} has no 'Args:' section", line=node.lineno)
-    args_section = docstring.split("Args:", 1)[-1]
-    for param in params:
-        if not re.search(rf"^\s*{re.escape(param.arg)}\s*(\([^)]*\))?\s*:", args_section, re.MULTILINE):
-            raise ToolValidationError(
-                f"docstring of {node.name!r} does not describe parameter {param.arg!r} under 'Args:'",
-                line=node.lineno,
-            )
+SECRET_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+RESERVED_SECRET_NAMES = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "PWD", "SHELL", "USER"})
+MAX_SETTINGS_BYTES = 64 * 1024
+MAX_SECRETS = 32
+
+
+def check_tool_settings(settings: object) -> dict[str, object]:
+    """A tool's settings: a JSON object of keyword arguments (identifiers) for its ``__init__``."""
+    import json
+
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ToolValidationError("must be a dict of keyword arguments", field="settings")
+    for key in settings:
+        if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+            raise ToolValidationError(f"{_show(key)} is not a valid keyword argument name", field="settings")
+    try:
+        text = json.dumps(settings)
+    except (TypeError, ValueError) as exc:
+        raise ToolValidationError(f"must be JSON (strings, numbers, booleans, lists, dicts): {exc}",
+                                  field="settings") from None
+    if len(text) > MAX_SETTINGS_BYTES:
+        raise ToolValidationError(f"are {len(text)} bytes as JSON; the limit is {MAX_SETTINGS_BYTES}", field="settings")
+    return json.loads(text)
+
+
+def check_tool_secrets(secrets: object) -> dict[str, str]:
+    """A tool's secrets: environment variable names to string values."""
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, dict):
+        raise ToolValidationError("must be a dict of variable names to strings", field="secrets")
+    if len(secrets) > MAX_SECRETS:
+        raise ToolValidationError(f"at most {MAX_SECRETS} are allowed", field="secrets")
+    clean: dict[str, str] = {}
+    for name, value in secrets.items():
+        if not isinstance(name, str) or not SECRET_NAME_RE.fullmatch(name):
+            raise ToolValidationError(f"{_show(name)} is not an environment variable name", field="secrets")
+        if name in RESERVED_SECRET_NAMES or name.startswith(("LD_", "PYTHON", "MT_")):
+            raise ToolValidationError(f"{name!r} is reserved for the sandbox itself", field="secrets")
+        clean[name] = check_text(f"secrets[{name!r}]", value, max_length=4096, error=tool_error)
+    return clean
 
 
 def _show(value: object, limit: int = 40) -> str:

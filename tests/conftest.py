@@ -62,3 +62,10 @@ def calculator_setup(core: MTCore, llm_server: Callable[..., ScriptedLLMServer])
     tool_id = acme.add_tool("calculator", "Evaluates arithmetic expressions.", CALCULATOR)
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="scripted-model", llm_name="llama-model")
     return acme, server, tool_id, llm_id
+
+
+def decrypted(core, tenant: str, llm_id: str):
+    """The stored LLM configuration with its key decrypted, as a run gets it (``core`` may be the
+    ``mt_core`` module, for its default installation)."""
+    installation = core.get_core() if hasattr(core, "get_core") else core
+    return installation.llms.resolve(tenant, llm_id)[0]

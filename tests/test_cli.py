@@ -30,7 +30,7 @@ def test_plugins_lists_the_default_plugins(tmp_path):
     assert out.returncode == 0, out.stderr
     names = {p["name"]: p for p in json.loads(out.stdout)}
     assert names["mt_core.default_plugins.openai_provider"]["hooks"] == ["mt_register_llm_providers"]
-    assert names["mt_core.default_plugins.local_executor"]["error"] is None
+    assert names["mt_core.default_plugins.executors"]["error"] is None
 
 
 def test_tools_and_llms_lists_are_scoped_and_masked(populated):

@@ -13,7 +13,7 @@ from conftest import API_KEY, CALCULATOR, make_settings
 from mt_core import MTCore
 from mt_core.testing import conversation_step, message_text
 
-pytestmark = pytest.mark.filterwarnings("ignore::mt_core.executors.SandboxFallbackWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
 
 
 def arithmetic_responder(body):

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import API_KEY, make_settings
+from conftest import API_KEY, make_settings, decrypted
 from mt_core import LLMConfigError, MTCore, NotFoundError, SecretError, Settings
 from mt_core.secrets import SecretBox, generate_master_key, mask
 
@@ -25,8 +25,8 @@ def test_add_and_read_back_with_key_masked(core):
         "created_at": config["created_at"],
     }
     assert acme.get_llms() == [config]
-    assert API_KEY not in repr(acme.llm_config(llm_id))
-    assert acme.llm_config(llm_id).api_key == API_KEY
+    assert API_KEY not in repr(decrypted(core, "acme", llm_id))
+    assert decrypted(core, "acme", llm_id).api_key == API_KEY
 
 
 def test_llm_name_defaults_to_model_name_and_must_be_unique(core):
@@ -35,7 +35,7 @@ def test_llm_name_defaults_to_model_name_and_must_be_unique(core):
     assert acme.get_llms()[0]["name"] == "llama-3"
     from mt_core import ConflictError
 
-    with pytest.raises(ConflictError, match="already has a llm named 'llama-3'"):
+    with pytest.raises(ConflictError, match="already has an LLM configuration named 'llama-3'"):
         acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="llama-3")
 
 
@@ -107,7 +107,7 @@ def test_generated_key_file_is_private_and_warned_about(tmp_path):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     # a second installation on the same directory reads the same key back
     again = MTCore(settings=Settings(home=tmp_path / "home", load_plugins=()))
-    assert again.tenant("acme").llm_config(again.tenant("acme").get_llms()[0]["id"]).api_key == API_KEY
+    assert decrypted(again, "acme", again.tenant("acme").get_llms()[0]["id"]).api_key == API_KEY
 
 
 def test_wrong_master_key_is_a_clear_error(tmp_path):
@@ -117,7 +117,7 @@ def test_wrong_master_key_is_a_clear_error(tmp_path):
     other = MTCore(settings=make_settings(tmp_path))
     llm_id = other.tenant("acme").get_llms()[0]["id"]
     with pytest.raises(SecretError, match="not configured"):
-        other.tenant("acme").llm_config(llm_id)
+        decrypted(other, "acme", llm_id)
     with pytest.raises(SecretError, match="MT_MASTER_KEY must be urlsafe base64 of 32 bytes"):
         MTCore(settings=make_settings(tmp_path / "x", master_key="too-short")).secrets
 

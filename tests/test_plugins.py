@@ -19,7 +19,7 @@ from mt_core import MTCore, NotFoundError, ValidationError, hookimpl
 from mt_core.testing import ScriptedLLMServer
 from plugin_installs import BROKEN_PLUGINS, EXAMPLE_TOOLS, ROOT, pip_install, write_distribution
 
-pytestmark = pytest.mark.filterwarnings("ignore::mt_core.executors.SandboxFallbackWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,7 @@ def plugin_site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site-packages")
     pip_install(target, EXAMPLE_TOOLS, BROKEN_PLUGINS)
     pip_install(target, "humanize>=4.0", deps=True)
+    target.chmod(0o755)  # the local jail runs as nobody when the tests run as root
     return target
 
 
@@ -267,15 +268,15 @@ class RecordingPlugin:
 
     @hookimpl
     def mt_register_executors(self, register):
-        from mt_core.default_plugins.local_executor import build_executor
+        from mt_core.default_plugins.executors import build_jailed
 
         self.contexts = []
 
         def factory(context):
             self.contexts.append(context)
-            return build_executor(context)
+            return build_jailed(context)
 
-        def validate(options):
+        def validate(options, settings):
             if options.get("colour") not in (None, "red"):
                 raise ValueError("colour must be red")
 

@@ -22,14 +22,16 @@ def run(acme, tool_ids, llm_id, query="What is 25 multiplied by 16?", **kwargs):
 
 def test_calculator_end_to_end(calculator_setup):
     acme, server, tool_id, llm_id = calculator_setup
-    with pytest.warns(SandboxFallbackWarning, match="Docker sandbox is unavailable .*running locally"):
+    with pytest.warns(SandboxFallbackWarning, match="Docker sandbox is unavailable .*running in the local executor"):
         result = acme.run_query(tool_ids=[tool_id], llm_id=llm_id, query="What is 25 multiplied by 16?")
 
     assert str(result) == "400" and result.output == "400"
     assert result.status == "succeeded" and result.executor == "local"
     assert result.run_id.startswith("run_")
     assert result.usage["input_tokens"] > 0 and result.usage["output_tokens"] > 0
-    assert len(result.steps) >= 2
+    assert result.steps == 2
+    assert [step["step_number"] for step in result.trace if "step_number" in step] == [1, 2]
+    assert "system_prompt" not in repr(result.trace)
 
     # what the LLM endpoint received: the model, the decrypted key, the tool in the system prompt
     assert len(server.requests) == 2
@@ -69,8 +71,10 @@ def test_tool_calling_agent(core, llm_server):
     ])
     tool_id = acme.add_tool("calculator", "Evaluates arithmetic expressions.", CALCULATOR)
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
-    with pytest.warns(SandboxFallbackWarning, match="agent_type='tool_calling' calls its tools in this process"):
-        result = acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?", agent_type="tool_calling")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning that tools run in this process: they run in the jail
+        result = acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?", agent_type="tool_calling",
+                                use_docker=False)
     assert str(result) == "400" and result.executor == "local"
     assert acme.get_run(result.run_id)["agent_type"] == "tool_calling"
     # the tool's observation reached the model
@@ -95,8 +99,10 @@ def test_a_model_that_never_answers_properly_stops_at_max_steps(core, llm_server
     server = llm_server(["I am just chatting, no code here."])
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
     result = run(acme, [], llm_id, max_steps=2)
-    assert result.status == "max_steps"
-    assert acme.get_run(result.run_id)["status"] == "max_steps"
+    assert result.status == "max_steps" and not result.completed
+    assert "stopped at max_steps without a final answer" in repr(result)
+    record = acme.get_run(result.run_id)
+    assert record["status"] == "max_steps" and record["steps"] == result.steps
 
 
 def _closed_port() -> int:
@@ -151,6 +157,13 @@ def test_bad_arguments(calculator_setup):
         run(acme, [tool_id, "tool_nope"], llm_id)
     with pytest.raises(NotFoundError, match="llm 'llm_nope' not found"):
         run(acme, [tool_id], "llm_nope")
+    for wrong in (["x"], 7, None, {"id": 1}):  # ids of the wrong type are simply not found
+        with pytest.raises(NotFoundError, match=r"^llm .* not found$"):
+            run(acme, [tool_id], wrong)
+        with pytest.raises(NotFoundError, match=r"^tool .* not found$"):
+            run(acme, [wrong], llm_id)
+    with pytest.raises(ValidationError, match="step_timeout: must be a number of seconds above 0 and at most 3600"):
+        run(acme, [tool_id], llm_id, step_timeout=10**7)
     assert acme.get_runs() == []  # nothing was recorded for calls that never started
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from mt_core import MTCore
-from mt_core.storage import Storage
+from mt_core.storage import open_storage
 
 
 def test_schema_and_migrations_are_recorded_once(core):
@@ -16,7 +16,7 @@ def test_schema_and_migrations_are_recorded_once(core):
     assert versions[0] == (1, "schema")
     assert [v for v, _ in versions] == sorted({v for v, _ in versions})
     # opening the same file again applies nothing new
-    again = Storage(core.home / "mt.db")
+    again = open_storage(core.home / "mt.db")
     assert again.schema_versions() == versions
     with sqlite3.connect(core.home / "mt.db") as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import mt_core
-from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT
+from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT, decrypted
 from mt_core import NotFoundError, TenantError
 
-pytestmark = pytest.mark.filterwarnings("ignore::mt_core.executors.SandboxFallbackWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _message(call):
         lambda ids: mt_core.tenant("tenant-b").delete_tool(ids["tool"]),
         lambda ids: mt_core.tenant("tenant-b").get_llm_config(ids["llm"]),
         lambda ids: mt_core.tenant("tenant-b").delete_llm(ids["llm"]),
-        lambda ids: mt_core.tenant("tenant-b").llm_config(ids["llm"]),
+        lambda ids: decrypted(mt_core, "tenant-b", ids["llm"]),
         lambda ids: mt_core.tenant("tenant-b").get_run(ids["run"]),
     ],
 )

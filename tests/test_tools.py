@@ -172,9 +172,9 @@ class Broken(Tool):
         (NO_DOCSTRING, "code: line 1: function 'f' has no docstring"),
         (NO_ARGS_SECTION, "code: line 1: docstring of 'f' has no 'Args:' section"),
         (UNDESCRIBED_PARAM, "code: line 2: docstring of 'f' does not describe parameter 'y'"),
-        (TWO_TOOLS, r"code: line 11: defines 2 tools \('a' \(line 2\), 'b' \(line 11\)\)"),
+        (TWO_TOOLS, r"code: line 11: defines 2 possible tools \('a' \(function, line 2\), 'b' \(function, line 11\)\)"
+                    r" and none is named 'mytool'"),
         ("async def f(x: int) -> int:\n    return x\n", "code: line 1: async function 'f' is not supported"),
-        ("def f(*args: int) -> int:\n    '''D.\n\n    Args:\n        args: a.\n    '''\n", r"must not take \*args"),
         (MISSING_IMPORT, "code: line 2: ModuleNotFoundError: No module named 'surely_not_an_installed_module'"),
         (RAISES_AT_IMPORT, "code: line 2: RuntimeError: boom at import"),
         (BAD_CLASS_TOOL, "not-a-type"),

@@ -77,18 +77,19 @@ def sandbox(sandbox_image: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 @pytest.fixture
 def docker_core(tmp_path: Path, sandbox: str) -> Iterator[MTCore]:
     """An installation with the mt-docker plugin loaded, on a fresh SQLite file."""
-    installation = MTCore(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",), docker_image=sandbox))
+    installation = MTCore(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",)))
     yield installation
     installation.close()
 
 
-def context(tenant: str = "acme", *, tools: list[dict[str, Any]] | None = None, imports: list[str] | None = None,
-            timeout: float = 10.0, settings: Any = None, options: dict[str, Any] | None = None) -> Any:
+def context(tenant: str = "acme", *, tools: list[Any] | None = None, imports: list[str] | None = None,
+            timeout: float = 10.0, settings: Any = None, options: dict[str, Any] | None = None,
+            env: dict[str, str] | None = None) -> Any:
     """An ``ExecutorContext`` as run_query builds it, for tests that drive the executor directly."""
     from mt_core.executors import ExecutorContext
     from mt_core.ids import new_id
 
     return ExecutorContext(
-        tenant=tenant, run_id=new_id("run"), tools=list(tools or []), authorized_imports=list(imports or []),
-        timeout_seconds=timeout, settings=settings, options=dict(options or {}),
+        tenant=tenant, run_id=new_id("run"), tools=tuple(tools or ()), authorized_imports=tuple(imports or ()),
+        timeout_seconds=timeout, settings=settings, options=dict(options or {}), env=dict(env or {}),
     )

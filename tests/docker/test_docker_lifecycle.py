@@ -132,15 +132,14 @@ def test_fallback_when_the_daemon_is_unreachable(tmp_path, llm_server, monkeypat
     assert str(caught[0].message).startswith(
         f"use_docker=True but the Docker sandbox is unavailable (the Docker daemon is not reachable at unix://{dead}:"
     )
-    assert "running locally. The local executor is not a security boundary." in str(caught[0].message)
+    assert "running in the local executor instead." in str(caught[0].message)
     assert result.output == 42 and result.executor == "local"
     assert acme.get_run(result.run_id)["executor"] == "local"
 
 
 def test_fallback_when_the_base_image_is_missing(sandbox, tmp_path, llm_server, monkeypatch):
-    core = MTCore(
-        settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",), docker_image="mt-no-such-image:never")
-    )
+    monkeypatch.setenv("DOCKER_IMAGE", "mt-no-such-image:never")
+    core = MTCore(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",)))
     acme = core.tenant("acme")
     server = llm_server(["<code>\nfinal_answer(6 * 7)\n</code>"])
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
@@ -160,7 +159,7 @@ def test_sandbox_build_command_rejects_invalid_requirements_first(sandbox, monke
 
     from mt_docker.plugin import mt_register_commands
 
-    mt_core.configure(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",), docker_image=sandbox))
+    mt_core.configure(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",)))
     mt_register_commands(cli)
     real_host = os.environ.get("DOCKER_HOST")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/never-contacted.sock")

@@ -32,9 +32,10 @@ def mt_register_tools(register):
 def test_a_package_tool_runs_in_the_container(sandbox, tmp_path, monkeypatch):  # noqa: F811
     site = tmp_path / "site"
     pip_install(site, write_distribution(tmp_path / "src", "mt-probe-whoami", "1.0", PROBE))
+    site.chmod(0o755)  # the local jail runs as nobody when the tests run as root
     monkeypatch.syspath_prepend(str(site))
     core = MTCore(
-        settings=make_settings(tmp_path / "home", load_plugins=("mt-probe-whoami", "mt-docker"), docker_image=sandbox)
+        settings=make_settings(tmp_path / "home", load_plugins=("mt-probe-whoami", "mt-docker"))
     )
     acme = core.tenant("acme")
     tool_id = acme.enable_package_tool("whoami")
@@ -46,4 +47,5 @@ def test_a_package_tool_runs_in_the_container(sandbox, tmp_path, monkeypatch):  
     assert in_docker.executor == "docker" and in_docker.status == "succeeded"
     uid, host = str(in_docker).split("@")
     assert uid == "65534" and host != os.uname().nodename
-    assert str(local) == f"{os.getuid()}@{os.uname().nodename}"
+    # in the local jail: its own user namespace and host name, never this process
+    assert local.executor == "local" and str(local).split("@")[1] == "sandbox"

@@ -17,7 +17,7 @@ import mt_core
 from mt_core import api
 from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT
 
-pytestmark = pytest.mark.filterwarnings("ignore::mt_core.executors.SandboxFallbackWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
 
 ID_ARGUMENTS = {"tool_id": "tool", "llm_id": "llm", "run_id": "run"}
 
@@ -62,7 +62,8 @@ def _call(name, ids, tenant):
 
 def test_the_walk_covers_every_id_taking_function():
     assert set(_public_functions_taking_ids()) == {
-        "get_tool", "delete_tool", "get_llm_config", "delete_llm", "get_run", "run_query",
+        "get_tool", "delete_tool", "get_llm_config", "delete_llm", "get_run", "run_query", "update_tool",
+        "get_tool_versions",
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import API_KEY, CALCULATOR
 from mt_core import QuotaExceededError, ValidationError
 
-pytestmark = pytest.mark.filterwarnings("ignore::mt_core.executors.SandboxFallbackWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
 
 
 def test_defaults_and_overrides(core):

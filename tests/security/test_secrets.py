@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from conftest import CALCULATOR, CALCULATOR_SCRIPT, make_settings
+from conftest import CALCULATOR, CALCULATOR_SCRIPT, make_settings, decrypted
 from mt_core import MTCore, RunError, SecretError
 from mt_core.secrets import generate_master_key
 
-pytestmark = pytest.mark.filterwarnings("ignore::mt_core.executors.SandboxFallbackWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
 
 SECRET = "sk-live-TOPSECRET-0123456789abcdef"
 
@@ -27,11 +27,11 @@ def test_ciphertext_copied_to_another_row_or_tenant_does_not_decrypt(core):
     with sqlite3.connect(core.home / "mt.db") as conn:
         sealed = conn.execute("SELECT api_key_ciphertext FROM llms WHERE id = ?", (first,)).fetchone()[0]
         conn.execute("UPDATE llms SET api_key_ciphertext = ? WHERE id IN (?, ?)", (sealed, second, theirs))
-    assert acme.llm_config(first).api_key == SECRET
+    assert decrypted(core, "acme", first).api_key == SECRET
     with pytest.raises(SecretError, match="does not decrypt for this tenant and row"):
-        acme.llm_config(second)
+        decrypted(core, "acme", second)
     with pytest.raises(SecretError, match="does not decrypt for this tenant and row"):
-        globex.llm_config(theirs)
+        decrypted(core, "globex", theirs)
 
 
 def test_rotation_re_encrypts_everything_and_reads_never_stop(tmp_path):
@@ -41,17 +41,17 @@ def test_rotation_re_encrypts_everything_and_reads_never_stop(tmp_path):
            for t in ("acme", "globex", "initech")}
 
     during = MTCore(settings=make_settings(tmp_path, master_key=new, previous_master_keys=(old,)))
-    assert during.tenant("acme").llm_config(ids["acme"]).api_key == f"{SECRET}-acme"  # old ciphertext, new core
+    assert decrypted(during, "acme", ids["acme"]).api_key == f"{SECRET}-acme"  # old ciphertext, new core
     added = during.tenant("acme").add_llm(base_url="http://127.0.0.1:9/v1", api_key=f"{SECRET}-new", model_name="n")
     assert during.rotate_secrets() == {"rotated": 3, "skipped": 0}
     assert during.rotate_secrets() == {"rotated": 0, "skipped": 0}
 
     after = MTCore(settings=make_settings(tmp_path, master_key=new))  # old key gone
     for tenant, llm_id in ids.items():
-        assert after.tenant(tenant).llm_config(llm_id).api_key == f"{SECRET}-{tenant}"
-    assert after.tenant("acme").llm_config(added).api_key == f"{SECRET}-new"
+        assert decrypted(after, tenant, llm_id).api_key == f"{SECRET}-{tenant}"
+    assert decrypted(after, "acme", added).api_key == f"{SECRET}-new"
     with pytest.raises(SecretError, match="not configured"):
-        MTCore(settings=make_settings(tmp_path, master_key=old)).tenant("acme").llm_config(ids["acme"])
+        decrypted(MTCore(settings=make_settings(tmp_path, master_key=old)), "acme", ids["acme"])
 
 
 def test_mt_keys_rotate_command(tmp_path):
@@ -64,7 +64,7 @@ def test_mt_keys_rotate_command(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("rotated 1 secrets")
     assert SECRET not in out.stdout + out.stderr
-    assert MTCore(settings=make_settings(tmp_path, master_key=new)).tenant("acme").llm_config(llm_id).api_key == SECRET
+    assert decrypted(MTCore(settings=make_settings(tmp_path, master_key=new)), "acme", llm_id).api_key == SECRET
 
 
 def test_key_never_appears_in_logs_output_errors_reprs_or_records(tmp_path, llm_server, caplog, capfd):
@@ -89,8 +89,8 @@ def test_key_never_appears_in_logs_output_errors_reprs_or_records(tmp_path, llm_
         "error": str(caught.value) + repr(caught.value),
         "records": repr(acme.get_runs()),
         "configs": repr(acme.get_llms()) + repr(acme.get_llm_config(llm_id)),
-        "config repr": repr(acme.llm_config(llm_id)),
-        "result": repr(result) + str(result.steps),
+        "config repr": repr(decrypted(core, "acme", llm_id)),
+        "result": repr(result) + repr(result.trace),
         "core": repr(core) + repr(core.settings) + repr(core.secrets),
     }
     for where, text in seen.items():

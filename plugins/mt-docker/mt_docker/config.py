@@ -64,16 +64,14 @@ def load_config(settings: Any = None, options: Mapping[str, Any] | None = None,
     """The configuration for one run: defaults, then ``MT_DOCKER_*`` variables, then per-tenant options.
 
     Args:
-        settings: mt-core ``Settings`` (``docker_image``, ``docker_env_vars``); ``None`` reads the environment.
+        settings: mt-core ``Settings`` (unused today; the sandbox reads its own variables).
         options: per-tenant overrides (``ExecutorContext.options``), same names as the fields.
         environ: the environment to read (default ``os.environ``).
     """
     env = os.environ if environ is None else environ
-    image = getattr(settings, "docker_image", None) or env.get("DOCKER_IMAGE") or DEFAULT_IMAGE
-    names = getattr(settings, "docker_env_vars", None)
-    if names is None:
-        names = [n.strip() for n in env.get("DOCKER_ENV_VARS", "").split(",") if n.strip()]
-    secret = getattr(settings, "llm_api_key", None)
+    image = env.get("DOCKER_IMAGE") or DEFAULT_IMAGE
+    names = [n.strip() for n in env.get("DOCKER_ENV_VARS", "").split(",") if n.strip()]
+    secret = env.get("LLM_API_KEY")
     passed = tuple(
         (name, env[name]) for name in names
         if name in env and name not in NEVER_PASSED and not (secret and env[name] == secret)

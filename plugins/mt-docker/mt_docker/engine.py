@@ -23,6 +23,8 @@ OWNER_LABEL = "mt-core.owner"  # host:boot-id:pid:start-time of the process that
 SERVER_COMMAND = ["/opt/mt/venv/bin/python", "-u", "/opt/mt/server.py"]
 AVAILABILITY_TTL = 5.0
 STARTUP_TIMEOUT = 60.0  # a new container's server imports smolagents before its first reply
+MAX_REPLY_BYTES = 4 << 20  # one reply line from the container
+CHUNK_BYTES = 64 << 10  # frames of the attach stream are read in pieces of at most this size
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -181,7 +183,8 @@ def sandbox_containers(docker_client: Any | None = None) -> list[dict[str, Any]]
 # -- containers ----------------------------------------------------------------------------------
 
 
-def create_container(docker_client: Any, image: str, config: SandboxConfig, extra_labels: dict[str, str]) -> str:
+def create_container(docker_client: Any, image: str, config: SandboxConfig, extra_labels: dict[str, str],
+                     env: dict[str, str] | None = None) -> str:
     """Create and start one hardened sandbox container running the step server; return its id.
 
     The server waits on stdin; stdin closes when the first attached client goes away, so the
@@ -204,7 +207,7 @@ def create_container(docker_client: Any, image: str, config: SandboxConfig, extr
         nano_cpus=int(config.cpus * 1e9),
         ipc_mode="private",
     )
-    env = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **dict(config.env)}
+    env = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **dict(config.env), **(env or {})}
     try:
         container_config = api.create_container_config(
             image, SERVER_COMMAND, user=SANDBOX_USER, working_dir="/tmp", environment=env,
@@ -253,13 +256,18 @@ def remove_container(docker_client: Any, container_id: str, wait: float = 10.0) 
 
 
 class Channel:
-    """JSON lines to the server's stdin; replies demultiplexed from the attach stream (no TTY)."""
+    """JSON lines to the server's stdin; replies demultiplexed from the attach stream (no TTY).
+
+    What the container writes is read in bounded chunks: a reply line longer than
+    ``MAX_REPLY_BYTES`` ends the run, and of what it prints to stderr only the last few KiB are
+    kept, so the service's memory never grows with what tenant code prints.
+    """
 
     def __init__(self, attached: Any) -> None:
         self._attached = attached  # keeps the HTTP response (and so the socket) alive
         self.sock = getattr(attached, "_sock", attached)
         self._stdout = bytearray()
-        self.stderr: deque[bytes] = deque(maxlen=64)
+        self.stderr: deque[bytes] = deque(maxlen=16)
 
     def send(self, message: dict[str, Any], deadline: float) -> None:
         self.sock.settimeout(max(0.1, deadline - time.monotonic()))
@@ -272,11 +280,15 @@ class Channel:
         while b"\n" not in self._stdout:
             header = self._exactly(8, deadline)
             stream, size = header[0], struct.unpack(">I", header[4:])[0]
-            data = self._exactly(size, deadline)
-            if stream == 1:
-                self._stdout += data
-            else:
-                self.stderr.append(data)
+            while size:
+                chunk = self._exactly(min(size, CHUNK_BYTES), deadline)
+                size -= len(chunk)
+                if stream == 1:
+                    self._stdout += chunk
+                    if len(self._stdout) > MAX_REPLY_BYTES and b"\n" not in self._stdout:
+                        raise ValueError(f"the sandbox sent a reply larger than {MAX_REPLY_BYTES} bytes")
+                else:
+                    self.stderr.append(chunk[-1024:])
         line, _, rest = bytes(self._stdout).partition(b"\n")
         self._stdout = bytearray(rest)
         return json.loads(line)
@@ -317,13 +329,14 @@ class Sandbox:
     channel: Channel
 
 
-def start_sandbox(docker_client: Any, image: str, config: SandboxConfig, extra_labels: dict[str, str]) -> Sandbox:
+def start_sandbox(docker_client: Any, image: str, config: SandboxConfig, extra_labels: dict[str, str],
+                  env: dict[str, str] | None = None) -> Sandbox:
     """Create, start and attach one container; return once its server answers (imports done).
 
     Attaching holds the server's stdin open: when this process goes away the server sees EOF
     and exits, so even a pooled container of a killed host stops (and is swept on next start).
     """
-    container_id = create_container(docker_client, image, config, extra_labels)
+    container_id = create_container(docker_client, image, config, extra_labels, env)
     channel = None
     try:
         channel = Channel(docker_client.api.attach_socket(

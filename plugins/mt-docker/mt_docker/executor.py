@@ -1,20 +1,23 @@
-"""``DockerExecutor``: a smolagents ``PythonExecutor`` whose code and tools run in a per-run container."""
+"""``DockerExecutor``: a smolagents ``PythonExecutor`` whose code and tools run in a per-run container.
+
+It speaks mt-core's sandbox session protocol (:mod:`mt_core.sandbox.session`, the container's
+server) through :class:`mt_core.sandbox.remote.RemoteExecutor`; only the transport is Docker's.
+"""
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import threading
 import time
 from typing import Any
 
-from smolagents.local_python_executor import CodeOutput, PythonExecutor
+from mt_core.sandbox.remote import RemoteExecutor
 
 from . import engine, images, pool
-from .engine import STARTUP_TIMEOUT
 from .config import SandboxConfig, load_config
-from .errors import SandboxCrashed, SandboxError, SandboxStepError, SandboxStepTimeout
+from .engine import STARTUP_TIMEOUT
+from .errors import SandboxCrashed, SandboxStepTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -23,36 +26,38 @@ _live_lock = threading.Lock()
 _atexit_registered = False
 
 
-class DockerExecutor(PythonExecutor):
+class DockerExecutor(RemoteExecutor):
     """Runs one run's code steps and tools in a fresh hardened container, removed by :meth:`cleanup`.
 
     Args:
         context: the run's :class:`mt_core.executors.ExecutorContext`.
-        config: the sandbox configuration; by default from the settings, environment and
-            ``context.options``.
+        config: the sandbox configuration; by default from the environment and ``context.options``.
     """
 
     def __init__(self, context: Any, config: SandboxConfig | None = None) -> None:
-        self.context = context
+        super().__init__(context)
         self.config = config or load_config(context.settings, context.options)
-        self.timeout = float(context.timeout_seconds)
-        self.state: dict[str, Any] = {"_print_outputs": ""}  # smolagents reads a failed step's logs here
         self.container_id: str | None = None
         self.warm = False
+        self._startup = False
         self._channel: Any = None
-        self._records = {record["name"]: record for record in context.tools}
         self.client = engine.client()
         requirements, distributions = images.requirements_for(context.tools)
         self.image = images.ensure_image(self.client, self.config.base_image, requirements, distributions)
         started = time.monotonic()
-        sandbox, self.warm = pool.acquire(
-            self.client, self.image, self.config, {"tenant": context.tenant, "run-id": context.run_id}
-        )
+        if context.env:  # the run's tool secrets: this container only, never the warm pool
+            sandbox, self.warm = engine.start_sandbox(
+                self.client, self.image, self.config, {"tenant": context.tenant, "run-id": context.run_id},
+                env=dict(context.env),
+            ), False
+        else:
+            sandbox, self.warm = pool.acquire(
+                self.client, self.image, self.config, {"tenant": context.tenant, "run-id": context.run_id}
+            )
         self.container_id, self._channel = sandbox.container_id, sandbox.channel
         _track(self.container_id)
         try:
-            self._request({"op": "setup", "authorized_imports": list(context.authorized_imports)},
-                          timeout=STARTUP_TIMEOUT, step=False)
+            self._setup()
         except BaseException:
             self.cleanup()
             raise
@@ -62,46 +67,44 @@ class DockerExecutor(PythonExecutor):
             self.container_id[:12], self.image, "warm pool" if self.warm else "cold start", self.startup_seconds,
         )
 
-    # -- PythonExecutor ----------------------------------------------------------------------
+    def _setup(self) -> None:
+        timeout, self.timeout, self._startup = self.timeout, STARTUP_TIMEOUT, True
+        try:
+            self.start()
+        finally:
+            self.timeout, self._startup = timeout, False
 
-    def send_tools(self, tools: dict[str, Any]) -> None:
-        """Build the run's tools inside the container (tenant source, or the installed package tool)."""
-        specs = []
-        for name in tools:
-            if name == "final_answer":
-                continue  # the server always provides smolagents' own final_answer
-            record = self._records.get(name)
-            if record is None:
-                raise SandboxError(f"tool {name!r} cannot run in the Docker sandbox: it is not one of the run's tools")
-            if record.get("origin") == "package":
-                specs.append({"kind": "package", "name": name, "distribution": record.get("distribution")})
-            else:
-                specs.append({"kind": "code", "name": name, "description": record.get("description"),
-                              "code": record["code"]})
-        self._checked(self._request({"op": "tools", "tools": specs}, timeout=self.timeout))
+    # -- transport ---------------------------------------------------------------------------
 
-    def send_variables(self, variables: dict[str, Any]) -> None:
-        """Send the variables that survive JSON; others are left out (they cannot cross the boundary)."""
-        portable = {}
-        for name, value in variables.items():
-            try:
-                json.dumps(value)
-            except (TypeError, ValueError):
-                logger.debug("variable %s is not JSON-serialisable; not sent to the sandbox", name)
-                continue
-            portable[name] = value
-        if portable:
-            self._checked(self._request({"op": "variables", "variables": portable}, timeout=self.timeout))
+    def send(self, message: dict[str, Any], deadline: float) -> None:
+        self._guarded(lambda: self._channel.send(message, deadline))
 
-    def __call__(self, code_action: str) -> CodeOutput:
-        reply = self._request({"op": "run", "code": code_action}, timeout=self.timeout)
-        self.state["_print_outputs"] = reply.get("logs", "")
-        self._checked(reply)
-        return CodeOutput(output=reply.get("output"), logs=reply.get("logs", ""),
-                          is_final_answer=bool(reply.get("is_final_answer")))
+    def receive(self, deadline: float) -> dict[str, Any]:
+        return self._guarded(lambda: self._channel.receive(deadline))
 
-    def cleanup(self) -> None:
-        """Remove the container (idempotent). Called by ``agent.cleanup()`` at the end of every run."""
+    def _guarded(self, action: Any) -> Any:
+        """One transfer over the container's attach stream; a timeout or a broken stream stops the
+        container and ends the run."""
+        if self._channel is None or self.container_id is None:
+            raise SandboxCrashed("the sandbox of this run is gone (a previous step timed out or crashed)")
+        try:
+            return action()
+        except TimeoutError:
+            detail = (f"did not start within {STARTUP_TIMEOUT:g} s" if self._startup
+                      else f"exceeded the {self.timeout:g} s time limit")
+            self.cleanup()
+            raise SandboxStepTimeout(f"sandbox step {detail}; the container was stopped") from None
+        except (EOFError, OSError, ValueError) as exc:
+            reason = self._death_reason() if not isinstance(exc, ValueError) else str(exc)
+            stderr = self._channel.stderr_tail() if self._channel else ""
+            self.cleanup()
+            message_text = f"the sandbox container died during the step ({reason})"
+            if stderr.strip():
+                message_text += f"; last output: {stderr.strip()[-500:]}"
+            raise SandboxCrashed(message_text) from exc
+
+    def close(self) -> None:
+        """Remove the container (idempotent)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -112,36 +115,9 @@ class DockerExecutor(PythonExecutor):
 
     def __del__(self) -> None:  # a run that never reached cleanup() still loses its container
         try:
-            self.cleanup()
+            self.close()
         except Exception:  # noqa: BLE001
             pass
-
-    # -- protocol ----------------------------------------------------------------------------
-
-    def _checked(self, reply: dict[str, Any]) -> dict[str, Any]:
-        if not reply.get("ok"):
-            raise SandboxStepError(reply.get("error") or "the sandbox reported an unknown error")
-        return reply
-
-    def _request(self, message: dict[str, Any], *, timeout: float, step: bool = True) -> dict[str, Any]:
-        if self._channel is None or self.container_id is None:
-            raise SandboxCrashed("the sandbox of this run is gone (a previous step timed out or crashed)")
-        deadline = time.monotonic() + timeout
-        try:
-            self._channel.send(message, deadline)
-            return self._channel.receive(deadline)
-        except TimeoutError:
-            detail = f"exceeded the {timeout:g} s time limit" if step else f"did not start within {timeout:g} s"
-            self.cleanup()
-            raise SandboxStepTimeout(f"sandbox step {detail}; the container was stopped") from None
-        except (EOFError, OSError, ValueError) as exc:
-            reason = self._death_reason()
-            stderr = self._channel.stderr_tail() if self._channel else ""
-            self.cleanup()
-            message_text = f"the sandbox container died during the step ({reason})"
-            if stderr.strip():
-                message_text += f"; last output: {stderr.strip()[-500:]}"
-            raise SandboxCrashed(message_text) from exc
 
     def _death_reason(self) -> str:
         try:

@@ -108,7 +108,7 @@ def runtime_tag(docker_client: Any, base_image: str) -> str:
 
 
 def _source_digest() -> str:
-    return hashlib.sha256(_source("mt_docker.server") + _source("mt_core.tool_loader")).hexdigest()
+    return hashlib.sha256(_source("mt_core.sandbox.session") + _source("mt_core.tool_loader")).hexdigest()
 
 
 def ensure_image(
@@ -243,7 +243,7 @@ def _build_runtime(docker_client: Any, base_image: str, tag: str, report: Progre
     with tempfile.TemporaryDirectory(prefix="mt-sandbox-build-") as tmp:
         context = Path(tmp)
         shutil.copytree(wheels, context / "wheels")
-        (context / "server.py").write_bytes(_source("mt_docker.server"))
+        (context / "server.py").write_bytes(_source("mt_core.sandbox.session"))
         (context / "mt_tool_loader.py").write_bytes(_source("mt_core.tool_loader"))
         (context / "Dockerfile").write_text(
             f"FROM {base_image}\n"
@@ -286,13 +286,13 @@ def sandbox_images(docker_client: Any) -> list[Any]:
     return docker_client.images.list(filters={"label": IMAGE_LABEL})
 
 
-def requirements_for(tools: Iterable[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """The extra requirements of a run's tool records and the package distributions to install."""
+def requirements_for(tools: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """The extra requirements of a run's tools (``ToolSpec``) and the package distributions to install."""
     requirements: list[str] = []
     distributions: list[str] = []
-    for record in tools:
-        requirements += list(record.get("dependencies") or [])
-        if record.get("origin") == "package" and record.get("distribution"):
-            distributions.append(record["distribution"])
+    for spec in tools:
+        requirements += list(spec.dependencies or ())
+        if spec.origin == "package" and spec.distribution:
+            distributions.append(spec.distribution)
     return check_requirements(requirements), sorted(set(distributions))
 

@@ -10,7 +10,7 @@ from mt_core.hookspecs import hookimpl
 def available(settings: Any = None) -> str | None:
     """``None`` when the Docker sandbox can run now, else why not (cached for a few seconds).
 
-    The base image is ``settings.docker_image`` (``DOCKER_IMAGE``, default ``python:3.12-slim``).
+    The base image is ``DOCKER_IMAGE`` (default ``python:3.12-slim``).
     """
     try:
         from .config import load_config
@@ -20,11 +20,11 @@ def available(settings: Any = None) -> str | None:
     return availability(load_config(settings).base_image)
 
 
-def validate_options(options: dict[str, Any]) -> None:
+def validate_options(options: dict[str, Any], settings: Any = None) -> None:
     """Raise ``ValueError`` (a ``SandboxConfigError``) naming a per-tenant option the sandbox refuses."""
     from .config import load_config
 
-    load_config(options=options, environ={})
+    load_config(settings, options=options, environ={})
 
 
 def build_executor(context: Any) -> Any:

@@ -1,0 +1,161 @@
+"""The executors of this machine: the jailed one (the default) and the in-process one (opt-in),
+and tool validation, which runs in the same jail as runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from smolagents.local_python_executor import CodeOutput, LocalPythonExecutor, PythonExecutor
+
+from ..errors import ExecutorAbort, SandboxCrashed, SandboxError, StepTimeout
+from .jail import JailedProcess, JailLimits, jail_for
+from .limits import jail_limits
+from .remote import RemoteExecutor, SandboxStepError
+
+
+def hidden_paths(settings: Any) -> list[Path]:
+    """What a jail must never show: the data directory (and the database's, when elsewhere)."""
+    paths = [Path(settings.home).absolute()]
+    database = getattr(settings, "database_path", None)
+    if database is not None:
+        paths.append(Path(database).absolute().parent)
+    return paths
+
+
+def open_jailed(settings: Any, modules: tuple[str, ...], limits: JailLimits, env: dict[str, str]) -> JailedProcess:
+    """A confined session process of the jail for ``settings``."""
+    return jail_for(hidden_paths(settings), list(modules)).spawn(limits, env)
+
+
+class JailedExecutor(RemoteExecutor):
+    """One run's code and tools in a process of the local jail, killed at the end of the run."""
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        limits = jail_limits(context.settings, context.options)
+        self.process = open_jailed(context.settings, context.sandbox_modules, limits, dict(context.env))
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def send(self, message: dict[str, Any], deadline: float) -> None:
+        self.process.guarded(self.process.send, message, deadline, limit=self.timeout)
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        return self.process.guarded(self.process.receive, deadline, limit=self.timeout)
+
+    def close(self) -> None:
+        self.process.kill()
+
+
+class InProcessExecutor(PythonExecutor):
+    """smolagents' ``LocalPythonExecutor`` in this process, building the run's tools here.
+
+    Not a security boundary; used only when the operator set ``MT_ALLOW_IN_PROCESS=1`` and no jail
+    can run. Tool secrets reach class tools as ``__init__`` arguments but not as environment
+    variables (this process's environment is shared by every tenant).
+    """
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.inner = LocalPythonExecutor(
+            additional_authorized_imports=list(context.authorized_imports),
+            max_print_outputs_length=context.max_print_chars,
+            timeout_seconds=max(1, int(context.timeout_seconds)),
+        )
+        self.state = self.inner.state
+        self._specs = {spec.name: spec for spec in context.tools}
+        self._built: dict[str, Any] | None = None
+
+    def _tools(self) -> dict[str, Any]:
+        if self._built is None:
+            from .session import build
+
+            self._built = {
+                name: spec.host_tool.build(dict(spec.init_kwargs)) if spec.runs_in_host else build(spec.wire())
+                for name, spec in self._specs.items()
+            }
+        return self._built
+
+    def send_tools(self, tools: dict[str, Any]) -> None:
+        from smolagents.default_tools import FinalAnswerTool
+
+        built = self._tools()
+        self.inner.send_tools({"final_answer": FinalAnswerTool(), **{n: built[n] for n in tools if n in built}})
+
+    def send_variables(self, variables: dict[str, Any]) -> None:
+        self.inner.send_variables(variables)
+
+    def __call__(self, code_action: str) -> CodeOutput:
+        return self.inner(code_action)
+
+    def call_tool(self, name: str, arguments: Any) -> Any:
+        tool = self._tools()[name]
+        return tool(**arguments, sanitize_inputs_outputs=True) if isinstance(arguments, dict) else tool(
+            arguments, sanitize_inputs_outputs=True)
+
+    def cleanup(self) -> None:
+        self._built = None
+
+
+def open_unconfined(limits: JailLimits, env: dict[str, str]) -> JailedProcess:
+    """A session in a plain child process (in-process installations validate tools there, so a
+    module body that loops or crashes cannot take the service with it). Not a security boundary."""
+    host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+                   "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **env,
+                   "MT_SESSION_MEMORY_BYTES": str(limits.memory_bytes + (512 << 20))}
+    process = subprocess.Popen(
+        [sys.executable, "-s", "-m", "mt_core.sandbox.session"], stdin=child, stdout=child,
+        stderr=subprocess.DEVNULL, env=environment, start_new_session=True,
+    )
+    child.close()
+    return _GroupProcess(host, process)
+
+
+class _GroupProcess(JailedProcess):
+    """An unconfined child; killed with its whole process group."""
+
+    def __init__(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
+        super().__init__(sock, process.pid, None)
+        self.popen = process
+
+    def kill(self) -> None:
+        if self.killed:
+            return
+        self.killed = True
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.sock.close()
+        self.popen.wait()
+
+
+def validate_source(settings: Any, *, name: str, code: str, init_kwargs: dict[str, Any], env: dict[str, str],
+                    modules: tuple[str, ...], timeout: float, confined: bool) -> dict[str, Any]:
+    """Build a tool from ``code`` in a fresh sandbox process, as a run would; the session's answer
+    (``ok`` with metadata, or ``error`` and ``line``). The process and all it started are gone on return."""
+    limits = jail_limits(settings)
+    process = open_jailed(settings, modules, limits, env) if confined else open_unconfined(limits, env)
+    try:
+        return process.exchange({"op": "validate", "name": name, "code": code, "init_kwargs": init_kwargs}, timeout)
+    except StepTimeout:
+        return {"ok": False, "error": f"building the tool took longer than {timeout:g} s (does its module body loop"
+                " or block?)", "line": None}
+    except SandboxCrashed as exc:
+        return {"ok": False, "error": f"the tool's module body ended the validation process: {exc}", "line": None}
+    finally:
+        process.kill()
+
+
+__all__ = ["ExecutorAbort", "InProcessExecutor", "JailedExecutor", "SandboxError", "SandboxStepError",
+           "hidden_paths", "open_jailed", "validate_source"]

@@ -1,0 +1,225 @@
+"""The storage interface: every operation the rest of mt-core may ask of a database.
+
+Every operation on a tenant's rows takes the tenant; there is no lookup by id alone. An id that
+belongs to another tenant behaves exactly like one that does not exist (the same
+:class:`~mt_core.errors.NotFoundError`). Limits are enforced inside the write that would exceed
+them, in the same transaction, so they hold across threads and processes. No SQL and no
+connection leaves a storage implementation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, NamedTuple, Protocol, TypedDict
+
+
+def utcnow() -> str:
+    """The current UTC time as ISO 8601 with microseconds (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class ToolVersionRow(TypedDict, total=False):
+    """One immutable version of a tenant's tool (JSON columns decoded)."""
+
+    version: int
+    description: str
+    kind: str
+    entry: str | None
+    source: str
+    source_sha256: str
+    inputs: dict[str, Any]
+    output_type: str
+    output_schema: dict[str, Any] | None
+    dependencies: list[str]
+    settings: dict[str, Any]
+    created_at: str
+
+
+class ToolRow(ToolVersionRow, total=False):
+    """A tenant's tool: its identity with one of its versions (``version``); ``latest_version``
+    and ``created_at`` are the tool's, ``version_created_at`` the version's."""
+
+    id: str
+    name: str
+    latest_version: int
+    version_created_at: str
+
+
+class SecretRow(TypedDict):
+    """One secret of a tool for a tenant: the variable name, its ciphertext and its mask."""
+
+    name: str
+    ciphertext: str
+    masked: str | None
+
+
+class StoredSecret(NamedTuple):
+    """A ciphertext somewhere in the database (operators only: key rotation)."""
+
+    kind: str  # "llm" (an LLM configuration's key) or "tool" (a tool secret)
+    tenant: str
+    owner_id: str  # the llm id or the tool id
+    name: str  # "api_key", or the tool secret's variable name
+    ciphertext: str
+
+
+class LLMRow(TypedDict, total=False):
+    """A tenant's LLM configuration as stored; the key only as ciphertext and mask."""
+
+    id: str
+    name: str
+    provider: str
+    model_name: str
+    base_url: str | None
+    options: dict[str, Any]
+    api_key_ciphertext: str | None
+    api_key_masked: str | None
+    created_at: str
+
+
+class RunRow(TypedDict, total=False):
+    """A run record."""
+
+    id: str
+    llm_id: str
+    tool_ids: list[str]
+    tool_versions: dict[str, Any] | None
+    query: str
+    agent_type: str
+    executor: str | None
+    status: str
+    output: str | None
+    error: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    steps: int | None
+    duration_ms: int | None
+    started_at: str
+    finished_at: str | None
+
+
+class CatalogRow(TypedDict, total=False):
+    """A package tool in the global catalog."""
+
+    name: str
+    plugin: str
+    distribution: str | None
+    version: str | None
+    description: str
+    inputs: dict[str, Any]
+    output_type: str
+    content_sha256: str
+    available: bool
+    updated_at: str
+    enabled_at: str
+    settings: dict[str, Any]
+
+
+class RunQuota(TypedDict):
+    """The run limits :meth:`Storage.start_run` enforces."""
+
+    max_concurrent_runs: int
+    runs_per_minute: int
+
+
+class Storage(Protocol):
+    """What mt-core needs from a database. Implementations: :class:`~mt_core.storage.sqlite.SQLiteStorage`."""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release every connection."""
+
+    def schema_versions(self) -> list[tuple[int, str]]:
+        """The migrations recorded in this database, oldest first."""
+
+    # -- tools --------------------------------------------------------------------------------
+    def add_tool(self, tenant: str, tool_id: str, name: str, version: ToolVersionRow, secrets: list[SecretRow], *,
+                 max_tools: int) -> None:
+        """Store a new tool as version 1 with its secrets; :class:`QuotaExceededError` past
+        ``max_tools``, :class:`ConflictError` for a taken name."""
+
+    def add_tool_version(self, tenant: str, tool_id: str, version: ToolVersionRow,
+                         secrets: list[SecretRow] | None) -> int:
+        """Store the next version of a tool (``secrets`` replace the tool's when given); its number."""
+
+    def get_tool(self, tenant: str, tool_id: str, version: int | None = None) -> ToolRow:
+        """A tool at ``version`` (default: its latest); :class:`NotFoundError` when the tenant has no
+        such tool or version."""
+
+    def list_tools(self, tenant: str) -> list[ToolRow]:
+        """The tenant's tools at their latest versions, oldest first."""
+
+    def list_tool_versions(self, tenant: str, tool_id: str) -> list[dict[str, Any]]:
+        """``version``, ``created_at`` and ``source_sha256`` of every version of a tool, oldest first."""
+
+    def tool_name_taken(self, tenant: str, name: str) -> bool:
+        """Whether the tenant has a tool named ``name``."""
+
+    def delete_tool(self, tenant: str, tool_id: str) -> None:
+        """Delete a tool, all its versions and its secrets; :class:`NotFoundError` when it is not the tenant's."""
+
+    def tool_secrets(self, tenant: str, tool_id: str) -> list[SecretRow]:
+        """The secrets the tenant gave a tool (its own, or a package tool ``pkg:<name>``)."""
+
+    # -- LLM configurations -------------------------------------------------------------------
+    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int) -> None:
+        """Store an LLM configuration; quota and name conflicts as for tools."""
+
+    def get_llm(self, tenant: str, llm_id: str) -> LLMRow:
+        """One LLM configuration; :class:`NotFoundError` when it is not the tenant's."""
+
+    def list_llms(self, tenant: str) -> list[LLMRow]:
+        """The tenant's LLM configurations, oldest first."""
+
+    def delete_llm(self, tenant: str, llm_id: str) -> None:
+        """Delete an LLM configuration; :class:`NotFoundError` when it is not the tenant's."""
+
+    # -- secrets of every tenant (operators only: key rotation) --------------------------------
+    def secrets_not_under(self, key_id: str) -> list[StoredSecret]:
+        """Every stored ciphertext (LLM keys, tool secrets) not encrypted under master key ``key_id``."""
+
+    def replace_secret(self, secret: StoredSecret, new: str) -> bool:
+        """Swap one ciphertext for another if it is still the one read; False when it changed meanwhile."""
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, tenant: str, row: RunRow, *, quota: RunQuota) -> None:
+        """Record a run as started; :class:`QuotaExceededError` (nothing written) past the quota."""
+
+    def finish_run(self, tenant: str, run_id: str, fields: dict[str, Any]) -> RunRow:
+        """Store a run's outcome and return the whole record."""
+
+    def get_run(self, tenant: str, run_id: str) -> RunRow:
+        """One run record; :class:`NotFoundError` when it is not the tenant's."""
+
+    def list_runs(self, tenant: str, *, limit: int) -> list[RunRow]:
+        """The tenant's run records, newest first."""
+
+    # -- limits and executor options ----------------------------------------------------------
+    def get_limits(self, tenant: str) -> dict[str, int]:
+        """The tenant's stored limit overrides (only those set)."""
+
+    def set_limits(self, tenant: str, values: dict[str, int | None]) -> None:
+        """Store limit overrides (``None`` restores a default)."""
+
+    def get_executor_options(self, tenant: str) -> dict[str, Any]:
+        """The tenant's executor options (``{}`` when none are set)."""
+
+    def set_executor_options(self, tenant: str, options: dict[str, Any]) -> None:
+        """Replace the tenant's executor options."""
+
+    # -- the package tool catalog (global) and its per-tenant enablement ----------------------
+    def catalog(self) -> dict[str, CatalogRow]:
+        """Every package tool ever recorded, by name (available or not)."""
+
+    def upsert_catalog(self, entries: list[CatalogRow], unavailable: list[str]) -> None:
+        """Record changed package tools and mark vanished ones unavailable, in one transaction."""
+
+    def enabled_package_tools(self, tenant: str) -> list[CatalogRow]:
+        """The package tools the tenant has enabled (available or not, with its settings), by name."""
+
+    def enable_package_tool(self, tenant: str, name: str, settings: dict[str, Any] | None,
+                            secrets: list[SecretRow] | None) -> None:
+        """Enable a package tool for the tenant, or change the settings and secrets given (``None``: keep)."""
+
+    def disable_package_tool(self, tenant: str, name: str) -> bool:
+        """Disable a package tool for the tenant (its settings and secrets go); False when it was not enabled."""
