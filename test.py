@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mt_core import add_llm, add_tool, get_core, run_query
-from mt_core.testing import ScriptedLLMServer
+from mt_core import add_llm, add_tool, configure, get_core, run_query
+from mt_core.testing import ScriptedLLMServer, allow_loopback_llm_servers
 
 GREETER = '''
 def greet(name: str) -> str:
@@ -30,6 +30,11 @@ DEMO_SCRIPT = [
 def main() -> int:
     core = get_core()
     settings = core.settings
+    # The SSRF guard refuses LLM requests to 127.0.0.1, where the demo model listens, unless
+    # MT_LLM_ALLOWED_NETWORKS allows it: allow loopback for this process when it is not set.
+    if not settings.llm_api_key and allow_loopback_llm_servers():
+        core = configure()  # settings are read again, with the variable
+        print("MT_LLM_ALLOWED_NETWORKS is not set: allowing 127.0.0.0/8 for this process, for the demo model.")
     demo = None if settings.llm_api_key else ScriptedLLMServer(script=DEMO_SCRIPT).start()
     if demo is not None:
         print("LLM_API_KEY is not set: using the offline demo model (scripted server on 127.0.0.1).")

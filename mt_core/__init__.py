@@ -21,7 +21,8 @@ _EXPORTS = {
     "hookimpl": "hookspecs", "LLMConfig": "llms", "ExecutorContext": "executors",
     "SandboxFallbackWarning": "executors",
     "MTError": "errors", "ValidationError": "errors", "TenantError": "errors",
-    "ToolValidationError": "errors", "LLMConfigError": "errors", "NotFoundError": "errors",
+    "ToolValidationError": "errors", "LLMConfigError": "errors", "BlockedAddressError": "errors",
+    "NotFoundError": "errors",
     "ConflictError": "errors", "QuotaExceededError": "errors", "RunError": "errors",
     "SecretError": "errors", "PluginError": "errors",
 }

@@ -32,6 +32,9 @@ class Settings:
         llm_timeout: seconds one LLM request may take. ``MT_LLM_TIMEOUT``, default 60.
         tool_check_timeout: seconds the validation of a tool's source may take.
             ``MT_TOOL_CHECK_TIMEOUT``, default 30.
+        llm_allowed_networks: CIDRs that requests to tenant-supplied URLs (an LLM's ``base_url``)
+            may reach besides public addresses, e.g. ``("127.0.0.1/32",)`` for a local Ollama.
+            ``MT_LLM_ALLOWED_NETWORKS`` (comma-separated), default none. See ``mt_core.netguard``.
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
@@ -45,11 +48,20 @@ class Settings:
     docker_env_vars: tuple[str, ...] = ()
     llm_timeout: float = 60.0
     tool_check_timeout: float = 30.0
+    llm_allowed_networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
         if self.load_plugins is not None:
             object.__setattr__(self, "load_plugins", tuple(self.load_plugins))
+        if isinstance(self.llm_allowed_networks, str):
+            object.__setattr__(self, "llm_allowed_networks", tuple(_split_list(self.llm_allowed_networks)))
+        networks = tuple(self.llm_allowed_networks)
+        object.__setattr__(self, "llm_allowed_networks", networks)
+        if networks:  # a malformed item is an error naming the variable and the item, now, not at the first run
+            from .netguard import ALLOWED_NETWORKS_VARIABLE, parse_networks
+
+            parse_networks(networks, ALLOWED_NETWORKS_VARIABLE)
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> "Settings":
@@ -72,6 +84,7 @@ class Settings:
             "docker_env_vars": tuple(_split_list(env.get("DOCKER_ENV_VARS"))),
             "llm_timeout": float(env.get("MT_LLM_TIMEOUT") or 60.0),
             "tool_check_timeout": float(env.get("MT_TOOL_CHECK_TIMEOUT") or 30.0),
+            "llm_allowed_networks": tuple(_split_list(env.get("MT_LLM_ALLOWED_NETWORKS"))),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

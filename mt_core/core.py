@@ -16,6 +16,7 @@ from .errors import ConflictError, LLMConfigError, NotFoundError, ValidationErro
 from .ids import new_id
 from .limits import Limits, check_limit_values, exceeded
 from .llms import LLMConfig, validate_llm_fields
+from .netguard import NetworkPolicy
 from .plugins import Plugins
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
 from .secrets import SecretBox, decode_master_key, load_or_create_master_key, mask
@@ -49,6 +50,7 @@ class MTCore:
         self._storage: Storage | None = None
         self._plugins: Plugins | None = None
         self._secrets: SecretBox | None = None
+        self._network_policy: NetworkPolicy | None = None
         self._catalog_synced = False
 
     def __repr__(self) -> str:
@@ -91,6 +93,11 @@ class MTCore:
             return SecretBox(key, previous=[decode_master_key(k) for k in self.settings.previous_master_keys])
 
         return self._once("_secrets", make)
+
+    @property
+    def network_policy(self) -> NetworkPolicy:
+        """Where requests to tenant-supplied URLs may connect (``MT_LLM_ALLOWED_NETWORKS``)."""
+        return self._once("_network_policy", lambda: NetworkPolicy.from_strings(self.settings.llm_allowed_networks))
 
     def package_tools(self) -> list[dict[str, Any]]:
         """The global catalog of package tools installed plugins register (what tenants may enable)."""
@@ -286,14 +293,20 @@ class Tenant:
     ) -> str:
         """Store an LLM configuration (API key encrypted at rest); return its new id.
 
-        Raises :class:`LLMConfigError` for an unknown provider or a missing/invalid field.
-        Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``).
+        Raises :class:`LLMConfigError` for an unknown provider or a missing/invalid field, and its
+        subclass :class:`BlockedAddressError` for a ``base_url`` whose host is a literal address
+        (or ``localhost``) outside public addresses and ``MT_LLM_ALLOWED_NETWORKS``; host names are
+        checked when a request connects. Extra keyword arguments are provider fields (e.g.
+        ``temperature``, ``timeout``).
         """
         entry = self.core.plugins.providers.get(provider) if isinstance(provider, str) else None
         if entry is None:
             known = ", ".join(sorted(self.core.plugins.providers)) or "none"
             raise LLMConfigError("provider", f"{provider!r} is not an installed provider (installed: {known})")
-        clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name, options=options)
+        clean = validate_llm_fields(
+            entry, base_url=base_url, api_key=api_key, model_name=model_name, options=options,
+            network_policy=self.core.network_policy,
+        )
         name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
         llm_id = new_id("llm")
         key = clean["api_key"]
@@ -335,6 +348,7 @@ class Tenant:
             tenant=self.name, id=row["id"], name=row["name"], provider=row["provider"],
             model_name=row["model_name"], base_url=row["base_url"], api_key=api_key,
             options=dict(row["options"]), timeout=self.core.settings.llm_timeout,
+            network_policy=self.core.network_policy,
         )
 
     # -- limits -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LLMConfigError
+from .netguard import NetworkPolicy
 from .plugins import Provider
 from .secrets import mask
 from .validation import check_base_url, check_text
@@ -20,6 +21,9 @@ class LLMConfig:
     """A stored LLM configuration with its API key decrypted: what a provider factory receives.
 
     Its ``repr`` masks the key; the plaintext lives only in this object and the model it builds.
+    ``network_policy`` says where requests to ``base_url`` may connect: give a provider's HTTP
+    client ``mt_core.netguard.guarded_http_client(config.network_policy, ...)``, or call
+    ``mt_core.netguard.check_url`` before each request when its HTTP stack takes no client.
     """
 
     tenant: str
@@ -31,6 +35,7 @@ class LLMConfig:
     api_key: str | None = field(repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     timeout: float = 60.0
+    network_policy: NetworkPolicy = field(default_factory=NetworkPolicy)
 
     def __repr__(self) -> str:
         return (
@@ -46,8 +51,13 @@ def validate_llm_fields(
     api_key: str | None,
     model_name: str | None,
     options: dict[str, Any],
+    network_policy: NetworkPolicy | None = None,
 ) -> dict[str, Any]:
-    """Check the fields of a new configuration against its provider; return the clean values."""
+    """Check the fields of a new configuration against its provider; return the clean values.
+
+    A ``base_url`` whose host is a literal address (or ``localhost``) that ``network_policy``
+    (default: public addresses only) refuses raises :class:`~mt_core.errors.BlockedAddressError`.
+    """
     given = {"base_url": base_url, "api_key": api_key, "model_name": model_name, **options}
     for name in provider.required:
         value = given.get(name)
@@ -65,7 +75,7 @@ def validate_llm_fields(
     if model_name is not None:
         model_name = check_text("model_name", model_name, max_length=256, error=LLMConfigError)
     if base_url is not None:
-        base_url = check_base_url(base_url)
+        base_url = check_base_url(base_url, network_policy)
     if api_key is not None:
         api_key = check_text("api_key", api_key, max_length=4096, error=LLMConfigError)
         if any(ch.isspace() for ch in api_key):

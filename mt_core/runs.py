@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .errors import LLMConfigError, RunError, ValidationError
+from .errors import BlockedAddressError, LLMConfigError, RunError, ValidationError
 from .executors import LOCAL, ExecutorAbort, ExecutorContext, SandboxFallbackWarning, choose_executor
 from .ids import new_id
 from .limits import exceeded
@@ -247,8 +247,11 @@ def _close(agent: Any, model: Any) -> None:
 def describe_failure(exc: BaseException, config: Any) -> str:
     """A one-line account of why a run failed, naming the LLM endpoint when the LLM call failed."""
     cause = exc.__cause__
+    endpoint = f" ({config.provider} endpoint {config.base_url})" if config is not None else ""
+    blocked = _blocked(exc)
+    if blocked is not None:  # however a provider's SDK wrapped it, the guard's own words
+        return f"LLM request refused{endpoint}: {blocked}"
     if type(exc).__name__ == "AgentGenerationError" and cause is not None:
-        endpoint = f" ({config.provider} endpoint {config.base_url})" if config is not None else ""
         detail = str(cause).strip() or type(cause).__name__
         if type(cause).__name__ == "JSONDecodeError":
             detail = f"the response is not valid JSON ({detail})"
@@ -262,12 +265,20 @@ def _redact(text: str, secret: str | None) -> str:
     return text
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    seen: set[int] = set()
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
-            return True
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
         current = current.__cause__ or current.__context__
-    return False
+    return chain
+
+
+def _blocked(exc: BaseException) -> BlockedAddressError | None:
+    """The SSRF guard's refusal behind ``exc``, if there is one."""
+    return next((item for item in _chain(exc) if isinstance(item, BlockedAddressError)), None)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return any(isinstance(item, TimeoutError) or "Timeout" in type(item).__name__ for item in _chain(exc))
