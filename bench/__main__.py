@@ -9,9 +9,9 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cold_start, concurrency, docker_sandbox, overhead, plugin_discovery, storage_scale
 from mt_core.testing import allow_loopback_llm_servers
 
+from . import cold_start, concurrency, docker_sandbox, overhead, plugin_discovery, storage_scale
 from .common import Row
 from .report import machine, table, write_json
 
