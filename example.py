@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from mt_core import add_llm, add_tool, get_llm_config, get_tools, run_query, tenant
-from mt_core.testing import ScriptedLLMServer
+from mt_core.testing import ScriptedLLMServer, allow_loopback_llm_servers
 
 CALCULATOR = '''
 def calculate(expression: str) -> str:
@@ -75,6 +75,10 @@ def main() -> None:
         model_name = os.environ.get("MODEL_NAME") or "gpt-4o-mini"
         print(f"Using {model_name} at {base_url}")
     else:
+        # The SSRF guard refuses LLM requests to 127.0.0.1, where the demo model listens, unless
+        # MT_LLM_ALLOWED_NETWORKS allows it: allow loopback for this process when it is not set.
+        if allow_loopback_llm_servers():
+            print("MT_LLM_ALLOWED_NETWORKS is not set: allowing 127.0.0.0/8 for this process, for the demo model.")
         demo = ScriptedLLMServer(script=DEMO_SCRIPT).start()
         base_url, api_key, model_name = demo.base_url, "demo-key", "offline-demo-model"
         print(

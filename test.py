@@ -11,7 +11,7 @@ from pathlib import Path
 
 from example import allow_in_process_if_no_jail
 from mt_core import add_llm, add_tool, get_core, run_query
-from mt_core.testing import ScriptedLLMServer
+from mt_core.testing import ScriptedLLMServer, allow_loopback_llm_servers
 
 GREETER = '''
 def greet(name: str) -> str:
@@ -34,8 +34,12 @@ def main() -> int:
 
     load_dotenv(find_dotenv(usecwd=True), override=False)
     allow_in_process_if_no_jail()
-    core = get_core()
     real_key = os.environ.get("LLM_API_KEY")
+    # The SSRF guard refuses LLM requests to 127.0.0.1, where the demo model listens, unless
+    # MT_LLM_ALLOWED_NETWORKS allows it: allow loopback for this process when it is not set.
+    if not real_key and allow_loopback_llm_servers():
+        print("MT_LLM_ALLOWED_NETWORKS is not set: allowing 127.0.0.0/8 for this process, for the demo model.")
+    core = get_core()
     demo = None if real_key else ScriptedLLMServer(script=DEMO_SCRIPT).start()
     if demo is not None:
         print("LLM_API_KEY is not set: using the offline demo model (scripted server on 127.0.0.1).")

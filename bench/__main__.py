@@ -9,6 +9,8 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mt_core.testing import allow_loopback_llm_servers
+
 from . import cold_start, concurrency, docker_sandbox, overhead, plugin_discovery, storage_scale
 from .common import Row
 from .report import machine, table, write_json
@@ -35,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown case {unknown[0]!r} (cases: {', '.join(CASES)})")
     chosen = args.cases or list(CASES)
+    # The cases' scripted LLM servers listen on 127.0.0.1, which the SSRF guard refuses unless
+    # MT_LLM_ALLOWED_NETWORKS allows it: allow loopback for this process and its children.
+    if allow_loopback_llm_servers():
+        print("MT_LLM_ALLOWED_NETWORKS is not set: allowing 127.0.0.0/8 for the benchmark's scripted LLM servers",
+              flush=True)
     info = machine()
     print(f"machine: {info['cpus']} CPUs, {info['cpu_model']}, Python {info['python']}, {info['system']}", flush=True)
     rows: list[Row] = []

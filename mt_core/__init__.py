@@ -23,7 +23,8 @@ _EXPORTS = {
     "SandboxFallbackWarning": "errors", "SandboxUnavailableError": "errors", "SandboxError": "errors",
     "ExecutorAbort": "errors", "StepTimeout": "errors", "SandboxCrashed": "errors",
     "MTError": "errors", "ValidationError": "errors", "TenantError": "errors",
-    "ToolValidationError": "errors", "LLMConfigError": "errors", "NotFoundError": "errors",
+    "ToolValidationError": "errors", "LLMConfigError": "errors", "BlockedAddressError": "errors",
+    "NotFoundError": "errors",
     "ConflictError": "errors", "QuotaExceededError": "errors", "RunError": "errors",
     "SecretError": "errors", "PluginError": "errors",
 }

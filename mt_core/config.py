@@ -50,6 +50,9 @@ class Settings:
         sandbox_pids: processes and threads of one jailed run (``MT_SANDBOX_PIDS``, 64).
         sandbox_tmpfs_bytes: size of a jailed run's ``/tmp`` (``MT_SANDBOX_TMPFS``, ``64m``).
         sandbox_env_vars: variables of this process passed into every jailed run (``MT_SANDBOX_ENV_VARS``).
+        llm_allowed_networks: CIDRs that requests to tenant-supplied URLs (an LLM's ``base_url``)
+            may reach besides public addresses, e.g. ``("127.0.0.1/32",)`` for a local Ollama
+            (``MT_LLM_ALLOWED_NETWORKS``, comma-separated; none by default). See ``mt_core.netguard``.
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
@@ -69,6 +72,7 @@ class Settings:
     sandbox_pids: int = 64
     sandbox_tmpfs_bytes: int = 64 << 20
     sandbox_env_vars: tuple[str, ...] = ()
+    llm_allowed_networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
@@ -81,6 +85,14 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "max_llm_retries" else 1):
                 raise ValidationError(name, f"must be a positive integer (got {value!r})")
+        if isinstance(self.llm_allowed_networks, str):
+            object.__setattr__(self, "llm_allowed_networks", tuple(_split_list(self.llm_allowed_networks)))
+        networks = tuple(self.llm_allowed_networks)
+        object.__setattr__(self, "llm_allowed_networks", networks)
+        if networks:  # a malformed item is an error naming the variable and the item, now, not at the first run
+            from .netguard import ALLOWED_NETWORKS_VARIABLE, parse_networks
+
+            parse_networks(networks, ALLOWED_NETWORKS_VARIABLE)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -133,6 +145,7 @@ class Settings:
             "sandbox_pids": number("MT_SANDBOX_PIDS", 64, int),
             "sandbox_tmpfs_bytes": size("MT_SANDBOX_TMPFS", 64 << 20),
             "sandbox_env_vars": tuple(_split_list(env.get("MT_SANDBOX_ENV_VARS"))),
+            "llm_allowed_networks": tuple(_split_list(env.get("MT_LLM_ALLOWED_NETWORKS"))),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from .config import Settings
 from .executors import check_executor_options, choose_executor
 from .limits import Limits, check_limit_values
 from .llms import LLMs, key_context
+from .netguard import NetworkPolicy
 from .plugins import Plugins
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, RunRequest, check_run_arguments, execute
 from .secrets import SecretBox, decode_master_key, load_or_create_master_key, tool_secret_context
@@ -50,6 +51,7 @@ class MTCore:
         self._catalog: Catalog | None = None
         self._tools: Tools | None = None
         self._llms: LLMs | None = None
+        self._network_policy: NetworkPolicy | None = None
 
     def __repr__(self) -> str:
         return f"MTCore(home={str(self.settings.home)!r})"
@@ -106,7 +108,13 @@ class MTCore:
     @property
     def llms(self) -> LLMs:
         """Tenants' LLM configurations (every method takes the tenant)."""
-        return self._once("_llms", lambda: LLMs(self.storage, self.plugins, lambda: self.secrets, self.settings))
+        return self._once("_llms", lambda: LLMs(self.storage, self.plugins, lambda: self.secrets, self.settings,
+                                                self.network_policy))
+
+    @property
+    def network_policy(self) -> NetworkPolicy:
+        """Where requests to tenant-supplied URLs may connect (``MT_LLM_ALLOWED_NETWORKS``)."""
+        return self._once("_network_policy", lambda: NetworkPolicy.from_strings(self.settings.llm_allowed_networks))
 
     def package_tools(self) -> list[dict[str, Any]]:
         """The global catalog of package tools installed plugins register (what tenants may enable)."""
@@ -214,7 +222,10 @@ class Tenant:
         """Store an LLM configuration (API key encrypted at rest); return its new id.
 
         Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``). Raises
-        :class:`LLMConfigError` for an unknown provider or a missing/invalid field.
+        :class:`LLMConfigError` for an unknown provider or a missing/invalid field, and its subclass
+        :class:`BlockedAddressError` for a ``base_url`` whose host is a literal address (or
+        ``localhost``) outside public addresses and ``MT_LLM_ALLOWED_NETWORKS``; host names are
+        checked when a request connects.
         """
         return self.core.llms.add(self.name, base_url=base_url, api_key=api_key, model_name=model_name,
                                   llm_name=llm_name, provider=provider, options=options,

@@ -41,6 +41,50 @@ class LLMConfigError(ValidationError):
     """An LLM configuration is incomplete or names an unknown provider."""
 
 
+class BlockedAddressError(LLMConfigError):
+    """A tenant-supplied URL leads to an address the network policy refuses; nothing was sent there.
+
+    Raised by ``add_llm`` for a ``base_url`` whose host is a literal address (or ``localhost``),
+    and when a request is about to connect: after resolving the host, on every redirect hop.
+
+    Args:
+        host: the host name as written in the URL (or the redirect target).
+        address: the refused address.
+        address_class: ``loopback``, ``private``, ``link-local``, ``unspecified``, ``multicast``,
+            ``reserved`` or ``shared``.
+        variable: the setting that allows networks (``MT_LLM_ALLOWED_NETWORKS``).
+        suggestion: a network that, added to ``variable``, would allow the address.
+        embedded: the IPv4 address an IPv6 form embeds (``::ffff:127.0.0.1``), judged in its place.
+        resolved: whether ``address`` came from resolving ``host`` (else ``host`` spells it).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        address: str,
+        address_class: str,
+        *,
+        variable: str,
+        suggestion: str,
+        embedded: str | None = None,
+        resolved: bool = True,
+        field: str = "base_url",
+    ) -> None:
+        self.host = host
+        self.address = address
+        self.address_class = address_class
+        self.variable = variable
+        words = "shared (carrier-grade NAT)" if address_class == "shared" else address_class
+        article = "an" if address_class[:1] in "aeiou" else "a"
+        via = f" (which embeds {embedded})" if embedded else ""
+        verb = "resolves to" if resolved else "is the address"
+        super().__init__(
+            field,
+            f"host {host!r} {verb} {address}{via}, {article} {words} address; tenant URLs may not reach"
+            f" it unless {variable} includes it (e.g. {variable}={suggestion})",
+        )
+
+
 class NotFoundError(MTError, LookupError):
     """No such object for this tenant. Raised identically whether the id exists elsewhere or not."""
 

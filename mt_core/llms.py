@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import LLMConfigError
 from .ids import check_id, new_id
+from .netguard import NetworkPolicy
 from .plugins import Plugins, Provider
 from .secrets import SecretBox, mask
 from .storage import LLMRow, Storage, utcnow
@@ -25,6 +26,9 @@ class LLMConfig:
     Its ``repr`` masks the key; the plaintext lives only in this object and the model it builds.
     ``timeout`` is the most one call may take: the operator's ``MT_LLM_TIMEOUT``, or less when
     the configuration asked for less.
+    ``network_policy`` says where requests to ``base_url`` may connect: give a provider's HTTP
+    client ``mt_core.netguard.guarded_http_client(config.network_policy, ...)``, or call
+    ``mt_core.netguard.check_url`` before each request when its HTTP stack takes no client.
     """
 
     tenant: str
@@ -36,6 +40,7 @@ class LLMConfig:
     api_key: str | None = field(repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     timeout: float = 60.0
+    network_policy: NetworkPolicy = field(default_factory=NetworkPolicy)
 
     def __repr__(self) -> str:
         return (
@@ -57,9 +62,14 @@ def validate_llm_fields(
     model_name: str | None,
     options: dict[str, Any],
     settings: Any = None,
+    network_policy: NetworkPolicy | None = None,
 ) -> dict[str, Any]:
     """Check the fields of a new configuration against its provider and the operator's bounds;
-    return the clean values."""
+    return the clean values.
+
+    A ``base_url`` whose host is a literal address (or ``localhost``) that ``network_policy``
+    (default: public addresses only) refuses raises :class:`~mt_core.errors.BlockedAddressError`.
+    """
     given = {"base_url": base_url, "api_key": api_key, "model_name": model_name, **options}
     for name in provider.required:
         value = given.get(name)
@@ -78,7 +88,7 @@ def validate_llm_fields(
     if model_name is not None:
         model_name = check_text("model_name", model_name, max_length=256, error=LLMConfigError)
     if base_url is not None:
-        base_url = check_base_url(base_url)
+        base_url = check_base_url(base_url, network_policy)
     if api_key is not None:
         api_key = check_text("api_key", api_key, max_length=4096, error=LLMConfigError)
         if any(ch.isspace() for ch in api_key):
@@ -121,13 +131,16 @@ class LLMs:
         plugins: the loaded plugins (the providers).
         secrets: returns the encryption of secrets at rest (made on first need).
         settings: the operator's settings.
+        network_policy: where requests to tenant-supplied URLs may connect.
     """
 
-    def __init__(self, storage: Storage, plugins: Plugins, secrets: Callable[[], SecretBox], settings: Any) -> None:
+    def __init__(self, storage: Storage, plugins: Plugins, secrets: Callable[[], SecretBox], settings: Any,
+                 network_policy: NetworkPolicy | None = None) -> None:
         self.storage = storage
         self.plugins = plugins
         self._secrets = secrets
         self.settings = settings
+        self.network_policy = network_policy or NetworkPolicy()
 
     def provider(self, name: object) -> Provider:
         """An installed provider; :class:`LLMConfigError` naming the installed ones otherwise."""
@@ -142,7 +155,7 @@ class LLMs:
         """Validate and store a configuration (the key encrypted); return its id."""
         entry = self.provider(provider)
         clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name,
-                                    options=options, settings=self.settings)
+                                    options=options, settings=self.settings, network_policy=self.network_policy)
         name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
         llm_id = new_id("llm")
         key = clean["api_key"]
@@ -180,6 +193,7 @@ class LLMs:
         config = LLMConfig(
             tenant=tenant, id=row["id"], name=row["name"], provider=row["provider"], model_name=row["model_name"],
             base_url=row["base_url"], api_key=api_key, options=options, timeout=timeout,
+            network_policy=self.network_policy,
         )
         return config, provider
 

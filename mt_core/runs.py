@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ExecutorAbort, RunError, StepTimeout, ValidationError
+from .errors import BlockedAddressError, ExecutorAbort, RunError, StepTimeout, ValidationError
 from .executors import ExecutorContext, ToolSpec
 from .ids import new_id
 from .limits import Limits, exceeded
@@ -261,13 +261,21 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def _blocked(exc: BaseException) -> BlockedAddressError | None:
+    """The SSRF guard's refusal behind ``exc``, if there is one."""
+    return next((item for item in _chain(exc) if isinstance(item, BlockedAddressError)), None)
+
+
 def describe_failure(exc: BaseException, config: LLMConfig | None) -> str:
     """A one-line account of why a run failed, naming the LLM endpoint when the LLM call failed."""
     from smolagents.utils import AgentGenerationError
 
     cause = exc.__cause__
+    endpoint = f" ({config.provider} endpoint {config.base_url})" if config is not None else ""
+    blocked = _blocked(exc)
+    if blocked is not None:  # however a provider's SDK wrapped it, the guard's own words
+        return f"LLM request refused{endpoint}: {blocked}"
     if isinstance(exc, AgentGenerationError) and cause is not None:
-        endpoint = f" ({config.provider} endpoint {config.base_url})" if config is not None else ""
         detail = str(cause).strip() or type(cause).__name__
         if isinstance(cause, json.JSONDecodeError):
             detail = f"the response is not valid JSON ({detail})"

@@ -14,13 +14,17 @@ to wait first), ``usage`` (``False`` leaves usage out), ``drop`` (close without 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Reply = str | dict[str, Any]
+
+# Where the scripted servers listen: requests to it are refused unless MT_LLM_ALLOWED_NETWORKS allows it.
+LOOPBACK_NETWORKS = "127.0.0.0/8"
 
 # A sample tool and the two replies that use it ("What is 25 multiplied by 16?" -> 400), shared
 # by mt-core's tests and benchmarks and handy in a plugin's own tests.
@@ -53,6 +57,22 @@ CALCULATOR_SCRIPT: list[Reply] = [
 
 
 
+def allow_loopback_llm_servers(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Set ``MT_LLM_ALLOWED_NETWORKS=127.0.0.0/8`` in ``environ`` (default: this process's
+    environment, inherited by its children) when it is not set, so that installations built from
+    the environment afterwards may reach a :class:`ScriptedLLMServer`. Returns whether it set it.
+
+    For demos, benchmarks and tests: a service that hosts tenants should not allow loopback.
+    """
+    from .netguard import ALLOWED_NETWORKS_VARIABLE
+
+    environment = os.environ if environ is None else environ
+    if ALLOWED_NETWORKS_VARIABLE in environment:
+        return False
+    environment[ALLOWED_NETWORKS_VARIABLE] = LOOPBACK_NETWORKS
+    return True
+
+
 def conversation_step(body: dict[str, Any]) -> int:
     """How many assistant turns the request's conversation already has (0 for the first call)."""
     return sum(1 for message in body.get("messages", []) if message.get("role") == "assistant")
@@ -74,6 +94,7 @@ class ScriptedLLMServer:
             reply repeats once the script is exhausted. Stateless, so concurrent runs work.
         responder: instead of ``script``, a function from the request body to a reply.
         latency: seconds added before every reply.
+        host: the loopback address to listen on (another of 127.0.0.0/8 for tests of the SSRF guard).
     """
 
     def __init__(
@@ -82,12 +103,14 @@ class ScriptedLLMServer:
         *,
         responder: Callable[[dict[str, Any]], Reply] | None = None,
         latency: float = 0.0,
+        host: str = "127.0.0.1",
     ) -> None:
         if (script is None) == (responder is None):
             raise ValueError("give exactly one of script or responder")
         self.script = list(script or [])
         self.responder = responder
         self.latency = latency
+        self.host = host
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -96,13 +119,18 @@ class ScriptedLLMServer:
     @property
     def base_url(self) -> str:
         """The OpenAI-style base URL, e.g. ``http://127.0.0.1:40123/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
         if self._server is None:
             raise RuntimeError("server is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return int(self._server.server_address[1])
 
-    def start(self) -> "ScriptedLLMServer":
-        """Listen on a free port of 127.0.0.1 in a background thread."""
-        server = _Server(("127.0.0.1", 0), _handler_for(self))
+    def start(self, port: int = 0) -> "ScriptedLLMServer":
+        """Listen on ``port`` (default: a free one) of its host in a background thread."""
+        server = _Server((self.host, port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="scripted-llm", daemon=True)

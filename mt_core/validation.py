@@ -13,6 +13,7 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from .errors import LLMConfigError, TenantError, ToolValidationError, ValidationError
+from .netguard import NetworkPolicy, check_literal_url
 
 TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -96,14 +97,23 @@ def default_llm_name(model_name: str) -> str:
     return name or "llm"
 
 
-def check_base_url(value: object) -> str:
-    """An http(s) URL with a host, as the base URL of an LLM endpoint."""
+def check_base_url(value: object, network_policy: NetworkPolicy | None = None) -> str:
+    """An http(s) URL with a host, as the base URL of an LLM endpoint.
+
+    Its host must not be a literal address (in any spelling) or ``localhost`` that
+    ``network_policy`` (default: public addresses only) refuses; names are not looked up here,
+    they are checked when a request connects (:mod:`mt_core.netguard`).
+    """
     text = check_text("base_url", value, max_length=2048, error=LLMConfigError)
-    parsed = urlparse(text)
+    try:
+        parsed = urlparse(text)
+    except ValueError as exc:
+        raise LLMConfigError("base_url", f"{_show(text)} is not a valid URL ({exc})") from None
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise LLMConfigError("base_url", f"{_show(text)} is not an http:// or https:// URL with a host")
     if any(ch.isspace() for ch in text):
         raise LLMConfigError("base_url", "must not contain whitespace")
+    check_literal_url(text, network_policy if network_policy is not None else NetworkPolicy())
     return text
 
 

@@ -16,9 +16,16 @@ from mt_core.testing import CALCULATOR_SOURCE as CALCULATOR
 API_KEY = "sk-test-0123456789abcdefSECRET"
 
 
+# The scripted LLM servers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
+LOOPBACK = ("127.0.0.0/8",)
+
+
 def make_settings(home: Path, **overrides: object) -> Settings:
-    """Hermetic settings: a fixed master key and no third-party plugins unless asked."""
-    values: dict[str, object] = {"home": home, "master_key": generate_master_key(), "load_plugins": ()}
+    """Hermetic settings: a fixed master key, no third-party plugins unless asked, and LLM
+    requests allowed to reach 127.0.0.0/8 (where the scripted servers listen) unless overridden."""
+    values: dict[str, object] = {
+        "home": home, "master_key": generate_master_key(), "load_plugins": (), "llm_allowed_networks": LOOPBACK,
+    }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -98,7 +98,7 @@ def test_ciphertext_is_bound_to_tenant_and_row():
 
 
 def test_generated_key_file_is_private_and_warned_about(tmp_path):
-    core = MTCore(settings=Settings(home=tmp_path / "home", load_plugins=()))
+    core = MTCore(settings=Settings(home=tmp_path / "home", load_plugins=(), llm_allowed_networks=("127.0.0.0/8",)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         core.tenant("acme").add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="m")
@@ -106,7 +106,7 @@ def test_generated_key_file_is_private_and_warned_about(tmp_path):
     key_file = tmp_path / "home" / "master.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     # a second installation on the same directory reads the same key back
-    again = MTCore(settings=Settings(home=tmp_path / "home", load_plugins=()))
+    again = MTCore(settings=Settings(home=tmp_path / "home", load_plugins=(), llm_allowed_networks=("127.0.0.0/8",)))
     assert decrypted(again, "acme", again.tenant("acme").get_llms()[0]["id"]).api_key == API_KEY
 
 

@@ -6,12 +6,24 @@ import importlib
 import threading
 from typing import Any
 
+from mt_core.errors import PluginError
 from mt_core.hookspecs import hookimpl
 
 PLACEHOLDER_KEY = "not-needed"
 
 _ssl_context: Any = None
 _ssl_lock = threading.Lock()
+
+
+def sdk_http_library() -> str | None:
+    """The HTTP library the installed ``openai`` SDK is built on (``httpx``, or ``httpx2`` in
+    newer SDKs), or None for an SDK this provider does not know."""
+    import openai
+
+    try:
+        return openai.DefaultHttpxClient.__mro__[1].__module__.partition(".")[0]
+    except (AttributeError, IndexError):
+        return None
 
 
 def shared_ssl_context() -> Any:
@@ -24,12 +36,10 @@ def shared_ssl_context() -> Any:
     if _ssl_context is None:
         with _ssl_lock:
             if _ssl_context is None:
-                import openai
-
-                try:  # the HTTP library the SDK is built on (httpx, or httpx2 in newer SDKs)
-                    http = importlib.import_module(openai.DefaultHttpxClient.__mro__[1].__module__.partition(".")[0])
+                try:
+                    http = importlib.import_module(sdk_http_library() or "")
                     _ssl_context = http.create_ssl_context()
-                except (AttributeError, ImportError, IndexError):  # an SDK we do not know: let it verify its way
+                except (AttributeError, ImportError, ValueError):  # an SDK we do not know: let it verify its way
                     _ssl_context = True
     return _ssl_context
 
@@ -53,19 +63,31 @@ def build_model(config: Any) -> Any:
     """A smolagents ``OpenAIModel`` for ``config``, with a request timeout and bounded retries.
 
     smolagents' own retry on HTTP 429 waits a minute per attempt; it is turned off so a run ends
-    within the configured timeout, and the ``openai`` client retries briefly instead.
+    within the configured timeout, and the ``openai`` client retries briefly instead. Its HTTP
+    client is the SSRF guard's (``mt_core.netguard.guarded_http_client``): every connection, each
+    redirect hop's too, goes only to an address ``config.network_policy`` allows, pinned.
     """
     import openai
     from smolagents import OpenAIModel
+
+    from mt_core.netguard import guarded_http_client
 
     options = dict(config.options)
     max_retries = int(options.pop("max_retries", 1))
     timeout = float(options.pop("timeout", config.timeout))
     organization = options.pop("organization", None)
+    library = sdk_http_library()
+    if library not in ("httpx2", "httpx"):
+        raise PluginError(
+            f"the installed openai SDK ({openai.__version__}) is built on {library or 'an unknown HTTP library'},"
+            " not httpx or httpx2, so mt-core cannot guard its connections; install an openai release built on one"
+        )
+    http_client = guarded_http_client(
+        config.network_policy, timeout=timeout, verify=shared_ssl_context(), library=library
+    )
     client = openai.OpenAI(
         api_key=config.api_key or PLACEHOLDER_KEY, base_url=config.base_url, organization=organization,
-        timeout=timeout, max_retries=max_retries,
-        http_client=openai.DefaultHttpxClient(verify=shared_ssl_context(), timeout=timeout),
+        timeout=timeout, max_retries=max_retries, http_client=http_client,
     )
     return OpenAIModel(model_id=config.model_name, client=_require_usage(client), retry=False, **options)
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import mt_litellm
+from mt_core.errors import BlockedAddressError
 from mt_core.llms import LLMConfig
+from mt_core.netguard import NetworkPolicy
 from mt_core.plugins import Plugins
 from mt_core.testing import ScriptedLLMServer
 
@@ -19,10 +26,17 @@ API_KEY = "sk-litellm-test-0123456789"
 HI = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 
 
-def make_config(base_url: str, api_key: str | None = API_KEY, **options: object) -> LLMConfig:
+# The scripted servers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
+LOOPBACK = NetworkPolicy.from_strings(["127.0.0.0/8"])
+
+
+def make_config(
+    base_url: str | None, api_key: str | None = API_KEY, *, model_name: str = "openai/scripted",
+    network_policy: NetworkPolicy = LOOPBACK, **options: object,
+) -> LLMConfig:
     return LLMConfig(
-        tenant="acme", id="llm_1", name="scripted", provider="litellm", model_name="openai/scripted",
-        base_url=base_url, api_key=api_key, options=dict(options), timeout=10.0,
+        tenant="acme", id="llm_1", name="scripted", provider="litellm", model_name=model_name,
+        base_url=base_url, api_key=api_key, options=dict(options), timeout=10.0, network_policy=network_policy,
     )
 
 
@@ -91,3 +105,150 @@ def test_importing_the_plugin_does_not_import_litellm() -> None:
     here = Path(mt_litellm.__file__).parent
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=here)
     assert result.stdout.split() == ["False", "False"]
+
+
+# -- the SSRF guard ----------------------------------------------------------------------------
+# Only loopback is ever connected to: refused endpoints are names a fake getaddrinfo answers.
+
+REAL_GETADDRINFO = socket.getaddrinfo
+
+
+class FakeDNS:
+    """``socket.getaddrinfo`` answering the test's names (a list, or a function of the call's
+    number); numeric hosts go to the real one with ``AI_NUMERICHOST`` (no DNS query), any other
+    name fails."""
+
+    def __init__(self, answers: dict[str, list[str] | Callable[[int], list[str]]]) -> None:
+        self.answers = answers
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:  # noqa: A002
+        name = host.decode() if isinstance(host, bytes) else host
+        if name in self.answers and not flags & socket.AI_NUMERICHOST:
+            self.calls[name] += 1
+            answer = self.answers[name]
+            addresses = answer(self.calls[name]) if callable(answer) else answer
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port or 0))) for a in addresses]
+        return REAL_GETADDRINFO(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A socket on 127.0.0.1 that never accepts: connections wait in its backlog."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def connections(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+def blocked_in(exc: BaseException) -> BlockedAddressError | None:
+    """The guard's refusal behind ``exc`` (LiteLLM wraps what its SDK call raises)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        if isinstance(current, BlockedAddressError):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@pytest.mark.parametrize("model_name", ["openai/scripted", "hosted_vllm/scripted"])
+def test_a_name_resolving_to_loopback_is_refused_before_any_connection(listener, monkeypatch, model_name):
+    dns = FakeDNS({"llm.attacker.test": ["127.0.0.1"]})
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    port = listener.getsockname()[1]
+    model = mt_litellm.build_model(
+        make_config(f"http://llm.attacker.test:{port}/v1", model_name=model_name, network_policy=NetworkPolicy())
+    )
+    with pytest.raises(Exception) as caught:
+        model.generate(HI)
+    blocked = blocked_in(caught.value)
+    assert blocked is not None and blocked.address_class == "loopback"
+    assert "MT_LLM_ALLOWED_NETWORKS" in str(blocked) and API_KEY not in str(blocked)
+    assert connections(listener) == 0
+
+
+def test_a_provider_default_on_loopback_is_refused(monkeypatch):
+    model = mt_litellm.build_model(make_config(None, model_name="ollama_chat/llama3", network_policy=NetworkPolicy()))
+    with pytest.raises(BlockedAddressError, match="host 'localhost'.*loopback"):
+        model.generate(HI)
+
+
+def test_the_openai_route_uses_the_pinned_client_redirects_included(listener):
+    """The allowed server redirects to a refused address: only the guard's own client checks the
+    redirect (LiteLLM's default client would follow it)."""
+    port = listener.getsockname()[1]
+    location = f"http://127.0.0.1:{port}/v1/chat/completions"
+    hits: list[str] = []
+
+    class Redirector(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hits.append(self.path)
+            self.send_response(307)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        model = mt_litellm.build_model(make_config(
+            f"http://127.0.0.2:{server.server_address[1]}/v1", network_policy=NetworkPolicy.from_strings(["127.0.0.2/32"])
+        ))
+        with pytest.raises(Exception) as caught:
+            model.generate(HI)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == ["/v1/chat/completions"]
+    blocked = blocked_in(caught.value)
+    assert blocked is not None and blocked.address == "127.0.0.1"
+    assert connections(listener) == 0
+
+
+def test_the_other_route_works_when_loopback_is_allowed(server: ScriptedLLMServer) -> None:
+    model = mt_litellm.build_model(make_config(server.base_url, model_name="hosted_vllm/scripted"))
+    assert model.generate(HI).content == "Hello from the scripted server"
+    assert len(server.requests) == 1
+
+
+def test_the_guard_pins_httpx_clients_too(listener, monkeypatch):
+    """openai SDKs before 3 are built on httpx, not httpx2 (LiteLLM allows them): the guard's
+    client for httpx refuses and pins the same way. The second lookup would answer 127.0.0.1."""
+    import httpx
+
+    from mt_core.netguard import guarded_http_client
+
+    port = listener.getsockname()[1]
+    dns = FakeDNS({"llm.rebind.test": lambda call: ["127.0.0.2"] if call == 1 else ["127.0.0.1"]})
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    with ScriptedLLMServer(script=["pinned"], host="127.0.0.2") as server:
+        policy = NetworkPolicy.from_strings(["127.0.0.2/32"])
+        with guarded_http_client(policy, timeout=5, library="httpx") as client:
+            assert isinstance(client, httpx.Client)
+            response = client.post(f"http://llm.rebind.test:{server.port}/v1/chat/completions", json={"model": "m"})
+            assert response.json()["choices"][0]["message"]["content"] == "pinned"
+        with guarded_http_client(policy, timeout=5, library="httpx") as client:
+            with pytest.raises(BlockedAddressError, match="resolves to 127.0.0.1, a loopback address"):
+                client.post(f"http://llm.rebind.test:{port}/v1/chat/completions", json={})
+    assert dns.calls["llm.rebind.test"] == 2
+    assert len(server.requests) == 1
+    assert connections(listener) == 0
