@@ -23,7 +23,8 @@ _EXPORTS = {
     "MTError": "errors", "ValidationError": "errors", "TenantError": "errors",
     "ToolValidationError": "errors", "LLMConfigError": "errors", "NotFoundError": "errors",
     "ConflictError": "errors", "QuotaExceededError": "errors", "RunError": "errors",
-    "SecretError": "errors", "PluginError": "errors",
+    "SecretError": "errors", "PluginError": "errors", "KeyRotationError": "errors",
+    "SandboxUnavailableError": "errors", "ToolUnavailableError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,6 +20,8 @@ class Settings:
 
     Args:
         home: the data directory (SQLite database, tool files, key file). ``MT_HOME``, default ``./.mt``.
+        home_is_default: True when ``home`` is the default ``./.mt`` because ``MT_HOME`` is unset
+            (creating it then warns: it depends on the current directory).
         master_key: base64 of 32 bytes used to derive per-tenant encryption keys. ``MT_MASTER_KEY``;
             when unset a key file is generated under ``home``.
         previous_master_keys: keys still accepted for reading during a rotation.
@@ -35,6 +37,7 @@ class Settings:
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
+    home_is_default: bool = field(default=False, repr=False, compare=False)
     master_key: str | None = field(default=None, repr=False)
     previous_master_keys: tuple[str, ...] = field(default=(), repr=False)
     load_plugins: tuple[str, ...] | None = None
@@ -62,6 +65,7 @@ class Settings:
         load = env.get("MT_LOAD_PLUGINS")
         values: dict[str, object] = {
             "home": Path(env.get("MT_HOME") or ".mt"),
+            "home_is_default": not env.get("MT_HOME") and overrides.get("home") is None,
             "master_key": env.get("MT_MASTER_KEY") or None,
             "previous_master_keys": tuple(_split_list(env.get("MT_MASTER_KEY_PREVIOUS"))),
             "load_plugins": None if load is None else tuple(_split_list(load)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import os
 import threading
@@ -13,12 +14,14 @@ from typing import Any
 from .catalog import PACKAGE_PREFIX, package_tool_id, public_package_tool, sync_catalog
 from .config import Settings
 from .errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
+from .home import prepare_home
 from .ids import new_id
 from .limits import Limits, check_limit_values, exceeded
 from .llms import LLMConfig, validate_llm_fields
 from .plugins import Plugins
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
-from .secrets import SecretBox, decode_master_key, load_or_create_master_key, mask
+from .master_keys import open_secret_box
+from .secrets import SecretBox, mask
 from .storage import Storage, utcnow
 from .tool_loader import find_tool_definition
 from .validation import (
@@ -43,7 +46,7 @@ class MTCore:
     def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None) -> None:
         base = settings or Settings.from_env()
         if home is not None:
-            base = Settings(**{**base.__dict__, "home": Path(home)})
+            base = dataclasses.replace(base, home=Path(home), home_is_default=False)
         self.settings = base
         self._lock = threading.RLock()  # lazy properties nest (the catalog needs storage and plugins)
         self._storage: Storage | None = None
@@ -73,7 +76,7 @@ class MTCore:
     @property
     def storage(self) -> Storage:
         """The database (opened and migrated on first use)."""
-        return self._once("_storage", lambda: Storage(self.home / "mt.db"))
+        return self._once("_storage", lambda: Storage(prepare_home(self.settings) / "mt.db"))
 
     @property
     def plugins(self) -> Plugins:
@@ -84,13 +87,8 @@ class MTCore:
 
     @property
     def secrets(self) -> SecretBox:
-        """The encryption of secrets at rest under the master key."""
-
-        def make() -> SecretBox:
-            key = load_or_create_master_key(self.home, self.settings.master_key)
-            return SecretBox(key, previous=[decode_master_key(k) for k in self.settings.previous_master_keys])
-
-        return self._once("_secrets", make)
+        """The encryption of secrets at rest under the master key (``MT_MASTER_KEY`` or the key file)."""
+        return self._once("_secrets", lambda: open_secret_box(self))
 
     def package_tools(self) -> list[dict[str, Any]]:
         """The global catalog of package tools installed plugins register (what tenants may enable)."""

@@ -69,3 +69,18 @@ class SecretError(MTError):
 
 class PluginError(MTError):
     """A plugin could not be loaded or broke a hook contract."""
+
+
+class KeyRotationError(SecretError):
+    """A master key rotation was refused or could not finish; nothing unsafe was left behind.
+    The message says what to set or run."""
+
+
+class SandboxUnavailableError(MTError):
+    """A run asked for the Docker sandbox, the installation refuses to fall back to the local
+    executor (``MT_DOCKER_FALLBACK=error``), and the sandbox cannot be used; the message says why."""
+
+
+class ToolUnavailableError(MTError, LookupError):
+    """A tool the tenant enabled cannot be used now (e.g. its package was uninstalled); the message
+    names what is missing."""

@@ -362,7 +362,7 @@ def discover_entry_points(cache_dir: Path | None) -> list[dict[str, Any]]:
     )
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(exist_ok=True)  # never creates the data directory itself (mt --help must not)
             temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             temporary.write_text(json.dumps({"key": key, "entry_points": found}), encoding="utf-8")
             os.replace(temporary, path)
