@@ -6,7 +6,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import ValidationError
+
 DEFAULT_DOCKER_IMAGE = "python:3.12-slim"
+DOCKER_FALLBACKS = ("local", "error")
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -31,6 +34,9 @@ class Settings:
         llm_api_key, model_name, api_base_url: the default LLM of ``example.py`` and ``test.py``.
         docker_image: base image of the Docker sandbox. ``DOCKER_IMAGE``.
         docker_env_vars: names of the variables passed into the sandbox. ``DOCKER_ENV_VARS``.
+        docker_fallback: what a run with ``use_docker=True`` does when the Docker sandbox cannot be
+            used: ``"local"`` runs it with the local executor and a warning, ``"error"`` refuses
+            with :class:`~mt_core.errors.SandboxUnavailableError` (fail-closed). ``MT_DOCKER_FALLBACK``.
         llm_timeout: seconds one LLM request may take. ``MT_LLM_TIMEOUT``, default 60.
         tool_check_timeout: seconds the validation of a tool's source may take.
             ``MT_TOOL_CHECK_TIMEOUT``, default 30.
@@ -46,6 +52,7 @@ class Settings:
     api_base_url: str | None = None
     docker_image: str = DEFAULT_DOCKER_IMAGE
     docker_env_vars: tuple[str, ...] = ()
+    docker_fallback: str = "local"
     llm_timeout: float = 60.0
     tool_check_timeout: float = 30.0
 
@@ -53,6 +60,10 @@ class Settings:
         object.__setattr__(self, "home", Path(self.home))
         if self.load_plugins is not None:
             object.__setattr__(self, "load_plugins", tuple(self.load_plugins))
+        if self.docker_fallback not in DOCKER_FALLBACKS:
+            raise ValidationError(
+                "MT_DOCKER_FALLBACK", f"{self.docker_fallback!r} is not one of {', '.join(DOCKER_FALLBACKS)}"
+            )
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> "Settings":
@@ -74,6 +85,7 @@ class Settings:
             "api_base_url": env.get("API_BASE_URL") or None,
             "docker_image": env.get("DOCKER_IMAGE") or DEFAULT_DOCKER_IMAGE,
             "docker_env_vars": tuple(_split_list(env.get("DOCKER_ENV_VARS"))),
+            "docker_fallback": (env.get("MT_DOCKER_FALLBACK") or "local").strip().lower(),
             "llm_timeout": float(env.get("MT_LLM_TIMEOUT") or 60.0),
             "tool_check_timeout": float(env.get("MT_TOOL_CHECK_TIMEOUT") or 30.0),
         }

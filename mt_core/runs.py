@@ -13,11 +13,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from .errors import LLMConfigError, RunError, ValidationError
-from .executors import LOCAL, ExecutorAbort, ExecutorContext, SandboxFallbackWarning, choose_executor
+from .executors import LOCAL, ExecutorAbort, ExecutorContext, choose_executor, local_fallback
 from .ids import new_id
 from .limits import exceeded
 from .storage import utcnow
-from .user_warnings import warn
 from .validation import check_text
 
 if TYPE_CHECKING:
@@ -85,11 +84,8 @@ def run_query(
     else:
         executor = core.plugins.executors[LOCAL]
         if use_docker:
-            warn(
-                "agent_type='tool_calling' calls its tools in this process: the Docker sandbox runs the code of"
-                " agent_type='code' agents only; running locally. The local executor is not a security boundary.",
-                SandboxFallbackWarning,
-            )
+            local_fallback("agent_type='tool_calling' calls its tools in this process: the Docker sandbox runs"
+                           " the code of agent_type='code' agents only", core.settings)
 
     run_id = new_id("run")
     core.storage.insert(
