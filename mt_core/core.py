@@ -11,14 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .catalog import PACKAGE_PREFIX, package_tool_id, public_package_tool, sync_catalog
+from .catalog import (
+    PACKAGE_PREFIX, check_own_tool_name, check_package_tool_name, package_tool_id, public_package_tool, sync_catalog,
+    usable_package_tool,
+)
 from .config import Settings
-from .errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
+from .errors import LLMConfigError, NotFoundError, ValidationError
 from .home import prepare_home
 from .ids import new_id
 from .limits import Limits, check_limit_values, exceeded
 from .llms import LLMConfig, validate_llm_fields
 from .plugins import Plugins
+from .reuse import existing_llm, existing_tool
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
 from .master_keys import open_secret_box
 from .secrets import SecretBox, mask
@@ -150,27 +154,30 @@ class Tenant:
     # -- tools ------------------------------------------------------------------------------
 
     def add_tool(
-        self, name: str, description: str, code: str, dependencies: list[str] | None = None
+        self, name: str, description: str, code: str, dependencies: list[str] | None = None, *, exist_ok: bool = False
     ) -> str:
         """Validate and store a tool written as Python source; return its new id.
 
         ``code`` holds one function with type hints and a Google-style docstring, or one class
         deriving from ``smolagents.Tool``. It is checked statically, then built in a child
         process (never in this one). Raises :class:`ToolValidationError` or
-        :class:`ConflictError` (name taken); nothing is stored on error.
+        :class:`ConflictError` (name taken); nothing is stored on error. With ``exist_ok=True`` a
+        tool of the same name, description, code and dependencies returns its id instead.
         """
         from .tool_check import check_in_child
 
         check_tool_name(name)
         description = check_text("description", description, max_length=MAX_DESCRIPTION, error=tool_error)
         deps = check_dependencies(dependencies)
+        reused = existing_tool(self, name, description=description, code=code, dependencies=deps, exist_ok=exist_ok)
+        if reused is not None:
+            return reused
+        check_own_tool_name(self.core.storage, self.name, name)
         limits = self.limits()
         size = len(code.encode("utf-8", "surrogatepass")) if isinstance(code, str) else 0
         if size > limits.max_tool_source_bytes:
             raise exceeded("max_tool_source_bytes", size, limits.max_tool_source_bytes, "the tool's source in bytes")
         tree = check_tool_source(code, max_bytes=MAX_TOOL_SOURCE_BYTES)
-        if any(tool["name"] == name for tool in self.core.storage.list("tools", self.name)):
-            raise ConflictError(f"this tenant already has a tool named {name!r}")
         meta = check_in_child(name, code, timeout=self.core.settings.tool_check_timeout)
         kind = "class" if isinstance(find_tool_definition(tree), ast.ClassDef) else "function"
         tool_id = new_id("tool")
@@ -195,15 +202,17 @@ class Tenant:
         """One tool this tenant can use: its own (with its source under ``code``) or an enabled
         package tool (id ``pkg:<name>``)."""
         if _check_id(tool_id, "tool").startswith(PACKAGE_PREFIX):
-            return public_package_tool(self._enabled_package_tool(tool_id))
+            return public_package_tool(self._enabled_package_tool(tool_id), self.core.plugins)
         row = self.core.storage.get("tools", self.name, tool_id)
         return {**_public_tool(row), "code": row["source"]}
 
     def get_tools(self) -> list[dict[str, Any]]:
-        """The tools this tenant can use: its own, oldest first, then its enabled package tools."""
+        """The tools this tenant can use: its own, oldest first, then its enabled package tools (one
+        whose package is gone is listed with ``available`` False and the reason)."""
         own = [_public_tool(row) for row in self.core.storage.list("tools", self.name)]
         self.core.sync_catalog()
-        return own + [public_package_tool(row) for row in self.core.storage.enabled_package_tools(self.name)]
+        enabled = self.core.storage.enabled_package_tools(self.name, include_unavailable=True)
+        return own + [public_package_tool(row, self.core.plugins) for row in enabled]
 
     def delete_tool(self, tool_id: str) -> None:
         """Delete one of this tenant's own tools and its file (disable a package tool instead)."""
@@ -216,6 +225,7 @@ class Tenant:
         row = self.core.storage.catalog().get(name) if isinstance(name, str) else None
         if row is None or not row["available"]:
             raise NotFoundError("package tool", str(name)[:128])
+        check_package_tool_name(self.core.storage, self.name, name)
         self.core.storage.set_package_tool_enabled(self.name, name, True)
         return package_tool_id(name)
 
@@ -227,7 +237,7 @@ class Tenant:
     def _enabled_package_tool(self, tool_id: str) -> dict[str, Any]:
         self.core.sync_catalog()
         name = tool_id[len(PACKAGE_PREFIX):]
-        for row in self.core.storage.enabled_package_tools(self.name):
+        for row in self.core.storage.enabled_package_tools(self.name, include_unavailable=True):
             if row["name"] == name:
                 return row
         raise NotFoundError("tool", tool_id)
@@ -244,7 +254,7 @@ class Tenant:
         for tool_id in tool_ids:
             if _check_id(tool_id, "tool").startswith(PACKAGE_PREFIX):
                 row = self._enabled_package_tool(tool_id)
-                entry = self.core.plugins.tools[row["name"]]
+                entry = usable_package_tool(row, self.core.plugins)
                 resolved.append({"record": public_package_tool(row), "build": lambda entry=entry: entry.tool})
             else:
                 row = self.core.storage.get("tools", self.name, tool_id)
@@ -280,12 +290,16 @@ class Tenant:
         llm_name: str | None = None,
         *,
         provider: str = "openai",
+        exist_ok: bool = False,
         **options: Any,
     ) -> str:
         """Store an LLM configuration (API key encrypted at rest); return its new id.
 
-        Raises :class:`LLMConfigError` for an unknown provider or a missing/invalid field.
-        Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``).
+        Raises :class:`LLMConfigError` for an unknown provider or a missing/invalid field, and
+        :class:`ConflictError` when the name (``llm_name``, default from ``model_name``) is taken;
+        with ``exist_ok=True`` a configuration with the same name, provider, model, base URL,
+        options and API key returns its id instead. Extra keyword arguments are provider fields
+        (e.g. ``temperature``, ``timeout``).
         """
         entry = self.core.plugins.providers.get(provider) if isinstance(provider, str) else None
         if entry is None:
@@ -293,6 +307,9 @@ class Tenant:
             raise LLMConfigError("provider", f"{provider!r} is not an installed provider (installed: {known})")
         clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name, options=options)
         name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
+        reused = existing_llm(self, name, provider=provider, clean=clean, exist_ok=exist_ok)
+        if reused is not None:
+            return reused
         llm_id = new_id("llm")
         key = clean["api_key"]
         self.core.storage.insert(
@@ -428,7 +445,8 @@ def _public_tool(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"], "name": row["name"], "description": row["description"], "inputs": row["inputs"],
         "output_type": row["output_type"], "version": row["version"], "dependencies": row["dependencies"],
-        "origin": "tenant", "kind": row["kind"], "created_at": row["created_at"],
+        "origin": "tenant", "kind": row["kind"], "created_at": row["created_at"], "available": True,
+        "unavailable_reason": None,
     }
 
 

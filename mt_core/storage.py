@@ -181,7 +181,8 @@ class Storage:
                 conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc) and ".name" in str(exc):
-                raise ConflictError(f"this tenant already has a {kind} named {row.get('name')!r}") from None
+                noun = "an LLM configuration" if table == "llms" else f"a {kind}"
+                raise ConflictError(f"this tenant already has {noun} named {row.get('name')!r}") from None
             raise
         return self.get(table, tenant, row["id"])
 
@@ -313,11 +314,11 @@ class Storage:
             for name in unavailable:
                 conn.execute("UPDATE package_tools SET available = 0, updated_at = ? WHERE name = ?", (utcnow(), name))
 
-    def enabled_package_tools(self, tenant: str) -> list[dict[str, Any]]:
-        """The available package tools ``tenant`` has enabled, by name."""
+    def enabled_package_tools(self, tenant: str, *, include_unavailable: bool = False) -> list[dict[str, Any]]:
+        """The available (or all) package tools ``tenant`` has enabled, by name."""
         rows = self._read(
             "SELECT p.*, e.enabled_at FROM tenant_package_tools e JOIN package_tools p ON p.name = e.tool_name"
-            " WHERE e.tenant_id = ? AND p.available = 1 ORDER BY p.name",
+            f" WHERE e.tenant_id = ? {'' if include_unavailable else 'AND p.available = 1 '}ORDER BY p.name",
             (tenant,),
         )
         return [{**dict(row), "inputs": json.loads(row["inputs"])} for row in rows]

@@ -35,7 +35,7 @@ def test_llm_name_defaults_to_model_name_and_must_be_unique(core):
     assert acme.get_llms()[0]["name"] == "llama-3"
     from mt_core import ConflictError
 
-    with pytest.raises(ConflictError, match="already has a llm named 'llama-3'"):
+    with pytest.raises(ConflictError, match="already has an LLM configuration named 'llama-3'"):
         acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="llama-3")
 
 
