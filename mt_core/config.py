@@ -40,6 +40,8 @@ class Settings:
         llm_timeout: seconds one LLM request may take. ``MT_LLM_TIMEOUT``, default 60.
         tool_check_timeout: seconds the validation of a tool's source may take.
             ``MT_TOOL_CHECK_TIMEOUT``, default 30.
+        tool_dependency_timeout: seconds ``add_tool`` may spend resolving a dependency that is not
+            installed from the package index. ``MT_TOOL_DEPENDENCY_TIMEOUT``, default 60.
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
@@ -55,6 +57,7 @@ class Settings:
     docker_fallback: str = "local"
     llm_timeout: float = 60.0
     tool_check_timeout: float = 30.0
+    tool_dependency_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
@@ -88,6 +91,7 @@ class Settings:
             "docker_fallback": (env.get("MT_DOCKER_FALLBACK") or "local").strip().lower(),
             "llm_timeout": float(env.get("MT_LLM_TIMEOUT") or 60.0),
             "tool_check_timeout": float(env.get("MT_TOOL_CHECK_TIMEOUT") or 30.0),
+            "tool_dependency_timeout": float(env.get("MT_TOOL_DEPENDENCY_TIMEOUT") or 60.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from .catalog import (
     usable_package_tool,
 )
 from .config import Settings
+from .dependencies import check_resolvable
 from .errors import LLMConfigError, NotFoundError, ValidationError
 from .home import prepare_home
 from .ids import new_id
@@ -180,6 +181,7 @@ class Tenant:
         tree = check_tool_source(code, max_bytes=MAX_TOOL_SOURCE_BYTES)
         meta = check_in_child(name, code, timeout=self.core.settings.tool_check_timeout)
         kind = "class" if isinstance(find_tool_definition(tree), ast.ClassDef) else "function"
+        check_resolvable(deps, timeout=self.core.settings.tool_dependency_timeout)
         tool_id = new_id("tool")
         self.core.storage.insert(
             "tools",
