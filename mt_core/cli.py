@@ -7,9 +7,12 @@ every command as click's context object (``ctx.obj``; ``@click.pass_obj`` receiv
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -264,7 +267,8 @@ def main(args: list[str] | None = None) -> None:
         warnings.showwarning = _show_warning
         try:
             core = MTCore(_home_argument(args))  # --home and the environment first; nothing is opened yet
-            core.plugins.notify("mt_register_commands", cli=cli)
+            with _plugin_warnings(shown=_command_name(args) != "plugins"):  # `mt plugins` tabulates them
+                core.plugins.notify("mt_register_commands", cli=cli)
             cli.main(args, prog_name="mt", obj=core, standalone_mode=False)
         except click.exceptions.Abort:
             raise SystemExit(1) from None
@@ -283,3 +287,27 @@ def _home_argument(args: list[str]) -> str | None:
     """``--home`` (or ``MT_HOME``) as the ``mt`` group parses it, without running any command."""
     with cli.make_context("mt", list(args), resilient_parsing=True) as ctx:
         return ctx.params.get("home")
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand named in ``args`` (the first word that is not an option of the ``mt`` group)."""
+    words = iter(args)
+    for word in words:
+        if word == "--home":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+@contextlib.contextmanager
+def _plugin_warnings(*, shown: bool) -> Iterator[None]:
+    """While plugins load, their failures are logged once each; hidden when the command lists them anyway."""
+    plugin_logger = logging.getLogger("mt_core.plugins")
+    quiet = not shown and not plugin_logger.disabled
+    plugin_logger.disabled = plugin_logger.disabled or quiet
+    try:
+        yield
+    finally:
+        if quiet:
+            plugin_logger.disabled = False

@@ -229,6 +229,26 @@ def test_mt_plugins_shows_loaded_and_failed_plugins(installed):
     assert mt("tools", "disable", "human_size", "--tenant", "acme").returncode == 0
 
 
+def test_each_plugin_error_is_printed_once_pointing_at_the_plugins_file(installed, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), *sys.path])}
+    env.pop("MT_LOAD_PLUGINS", None)
+    out = subprocess.run([sys.executable, "-m", "mt_core", "--home", str(tmp_path / "home"), "tools", "list"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    for plugin in ("broken_import", "invalid_tool", "misspelt_hook", "raising_hook"):
+        assert len([line for line in lines if line.startswith(f"plugin {plugin}: ")]) == 1, out.stderr
+    misspelt = next(line for line in lines if line.startswith("plugin misspelt_hook: "))
+    source = installed / "mt_broken_plugins" / "misspelt_hook.py"
+    line_number = next(i for i, text in enumerate(source.read_text().splitlines(), 1) if "def mt_register_tool(" in text)
+    assert misspelt == ("plugin misspelt_hook: invalid hook implementation: unknown hook 'mt_register_tool'"
+                        f" (at {source}:{line_number - 1}) (did you mean 'mt_register_tools'?)")
+    assert "pluggy" not in out.stderr and "PluginError" not in out.stderr
+    listing = subprocess.run([sys.executable, "-m", "mt_core", "--home", str(tmp_path / "home"), "plugins"],
+                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert listing.stderr == "" and "misspelt_hook.py" in listing.stdout  # the table says it; stderr does not repeat it
+
+
 def test_discovery_cache_is_used_and_invalidated_by_installs(tmp_path, monkeypatch):
     from mt_core.plugins import discover_entry_points
 
