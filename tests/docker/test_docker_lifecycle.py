@@ -133,7 +133,7 @@ def test_fallback_when_the_daemon_is_unreachable(tmp_path, llm_server, monkeypat
     assert str(caught[0].message).startswith(
         f"use_docker=True but the Docker sandbox is unavailable (the Docker daemon is not reachable at unix://{dead}:"
     )
-    assert "running locally. The local executor is not a security boundary." in str(caught[0].message)
+    assert "running locally. The local executor is not a security boundary (MT_DOCKER_FALLBACK=error" in str(caught[0].message)
     assert result.output == 42 and result.executor == "local"
     assert acme.get_run(result.run_id)["executor"] == "local"
 
