@@ -6,7 +6,7 @@ without them it starts the offline demo model, a scripted OpenAI-compatible serv
 
 from __future__ import annotations
 
-from mt_core import add_llm, add_tool, get_core, get_llm_config, get_tools, run_query, tenant
+from mt_core import add_llm, add_tool, get_core, get_llm_config, run_query, tenant
 from mt_core.testing import ScriptedLLMServer
 
 CALCULATOR = '''
@@ -62,13 +62,13 @@ def main() -> None:
             "API_BASE_URL and MODEL_NAME in .env to use a real LLM."
         )
     try:
-        # Tools are per tenant and names are unique within a tenant: reuse the tool on a rerun.
-        existing = {tool["name"]: tool["id"] for tool in get_tools(tenant=TENANT)}
-        tool_id = existing.get("calculator") or add_tool(
+        # Tools are per tenant and names are unique within a tenant: a rerun reuses the same tool.
+        tool_id = add_tool(
             name="calculator",
             description="Evaluates an arithmetic expression such as '25 * 16' and returns the result.",
             code=CALCULATOR,
             tenant=TENANT,
+            exist_ok=True,
         )
         llm_id = add_llm(
             base_url=base_url, api_key=api_key, model_name=model_name,

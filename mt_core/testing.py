@@ -74,6 +74,8 @@ class ScriptedLLMServer:
             reply repeats once the script is exhausted. Stateless, so concurrent runs work.
         responder: instead of ``script``, a function from the request body to a reply.
         latency: seconds added before every reply.
+        port: the port to listen on; 0 (the default) picks a free one. A fixed port keeps
+            ``base_url`` the same from one run of a script to the next.
     """
 
     def __init__(
@@ -82,12 +84,14 @@ class ScriptedLLMServer:
         *,
         responder: Callable[[dict[str, Any]], Reply] | None = None,
         latency: float = 0.0,
+        port: int = 0,
     ) -> None:
         if (script is None) == (responder is None):
             raise ValueError("give exactly one of script or responder")
         self.script = list(script or [])
         self.responder = responder
         self.latency = latency
+        self.port = port
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -102,7 +106,7 @@ class ScriptedLLMServer:
 
     def start(self) -> "ScriptedLLMServer":
         """Listen on a free port of 127.0.0.1 in a background thread."""
-        server = _Server(("127.0.0.1", 0), _handler_for(self))
+        server = _Server(("127.0.0.1", self.port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="scripted-llm", daemon=True)
