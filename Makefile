@@ -27,6 +27,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/python example.py
+	@echo "mt, python and pip of this venv: run '. $(VENV)/bin/activate' in each new shell (or call $(BIN)/mt)"
 
 test: test-core test-plugins
 

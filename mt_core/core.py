@@ -22,10 +22,10 @@ from .home import prepare_home
 from .ids import new_id
 from .limits import Limits, check_limit_values, exceeded
 from .llms import LLMConfig, validate_llm_fields
+from .master_keys import open_secret_box
 from .plugins import Plugins
 from .reuse import existing_llm, existing_tool
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, run_query
-from .master_keys import open_secret_box
 from .secrets import SecretBox, mask
 from .storage import Storage, utcnow
 from .tool_loader import find_tool_definition

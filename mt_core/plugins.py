@@ -97,7 +97,7 @@ class Executor:
         try:
             return self.available(settings)
         except Exception as exc:  # an availability probe must never break a run
-            return f"availability check failed: {type(exc).__name__}: {exc}"
+            return f"availability check failed: {exc or type(exc).__name__}"
 
 
 class _Staging:

@@ -123,3 +123,7 @@ def test_plugin_command_errors_name_no_python_class(tmp_path):
     assert out.returncode == 1
     assert out.stderr.startswith("Error: the Docker engine failed: ")
     assert "Exception" not in out.stderr and "Traceback" not in out.stderr
+    status = mt_in(tmp_path, "--home", str(tmp_path / "h"), "sandbox", "status",
+                   DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    assert status.returncode == 0 and status.stdout.startswith("sandbox: unavailable: the Docker daemon is not reachable")
+    assert "Error(" not in status.stdout and "Exception" not in status.stdout

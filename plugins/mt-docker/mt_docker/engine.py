@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import struct
 import threading
@@ -119,9 +120,15 @@ def local_base_image_hint(docker_client: Any) -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an engine error's message, for one-line reports (its class only when it says nothing)."""
+    """The first line of an engine error's message, for one-line reports: Python reprs such as
+    ``FileNotFoundError(2, 'No such file or directory')`` inside it become their message, and the
+    class is named only when the message is empty."""
     text = str(exc).strip().splitlines()
-    return text[0] if text and text[0] else type(exc).__name__
+    line = text[0] if text and text[0] else type(exc).__name__
+    return _REPR.sub(r"\1", line)
+
+
+_REPR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\((?:\d+, )?'([^']*)'\)")
 
 
 # -- ownership labels ----------------------------------------------------------------------------
