@@ -87,13 +87,13 @@ def main() -> None:
             "API_BASE_URL and MODEL_NAME in .env to use a real LLM."
         )
     try:
-        # Tools are per tenant and names are unique within a tenant: reuse the tool on a rerun.
-        existing = {tool["name"]: tool["id"] for tool in get_tools(tenant=TENANT)}
-        tool_id = existing.get("calculator") or add_tool(
+        # Tools are per tenant and names are unique within a tenant: a rerun reuses the same tool.
+        tool_id = add_tool(
             name="calculator",
             description="Evaluates an arithmetic expression such as '25 * 16' and returns the result.",
             code=CALCULATOR,
             tenant=TENANT,
+            exist_ok=True,
         )
         llm_id = add_llm(
             base_url=base_url, api_key=api_key, model_name=model_name,

@@ -45,9 +45,8 @@ def main() -> int:
         print("LLM_API_KEY is not set: using the offline demo model (scripted server on 127.0.0.1).")
     tenant = "smoke-test"
     try:
-        existing = {t["name"]: t["id"] for t in core.tenant(tenant).get_tools()}
-        tool_id = existing.get("greeter") or add_tool(
-            name="greeter", description="Greets a person by name.", code=GREETER, tenant=tenant
+        tool_id = add_tool(
+            name="greeter", description="Greets a person by name.", code=GREETER, tenant=tenant, exist_ok=True
         )
         llm_id = add_llm(
             base_url=demo.base_url if demo else os.environ.get("API_BASE_URL"),

@@ -26,7 +26,8 @@ _EXPORTS = {
     "ToolValidationError": "errors", "LLMConfigError": "errors", "BlockedAddressError": "errors",
     "NotFoundError": "errors",
     "ConflictError": "errors", "QuotaExceededError": "errors", "RunError": "errors",
-    "SecretError": "errors", "PluginError": "errors",
+    "SecretError": "errors", "PluginError": "errors", "KeyRotationError": "errors",
+    "SandboxUnavailableError": "errors", "ToolUnavailableError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

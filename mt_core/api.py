@@ -58,9 +58,12 @@ def tenant(name: str = DEFAULT_TENANT) -> Tenant:
 def add_tool(
     name: str, description: str | None, code: str, dependencies: list[str] | None = None, *,
     settings: dict[str, Any] | None = None, secrets: dict[str, str] | None = None, tenant: str = DEFAULT_TENANT,
+    exist_ok: bool = False,
 ) -> str:
-    """Validate and store a tool for ``tenant``; return its id. See :meth:`Tenant.add_tool`."""
-    return get_core().tenant(tenant).add_tool(name, description, code, dependencies, settings=settings, secrets=secrets)
+    """Validate and store a tool for ``tenant``; return its id (with ``exist_ok=True``, the id of an
+    identical tool of that name). See :meth:`Tenant.add_tool`."""
+    return get_core().tenant(tenant).add_tool(name, description, code, dependencies, settings=settings, secrets=secrets,
+                                              exist_ok=exist_ok)
 
 
 def update_tool(
@@ -119,10 +122,14 @@ def add_llm(
     *,
     provider: str = "openai",
     tenant: str = DEFAULT_TENANT,
+    exist_ok: bool = False,
     **options: Any,
 ) -> str:
-    """Store an LLM configuration for ``tenant``; return its id. See :meth:`Tenant.add_llm`."""
-    return get_core().tenant(tenant).add_llm(base_url, api_key, model_name, llm_name, provider=provider, **options)
+    """Store an LLM configuration for ``tenant``; return its id (with ``exist_ok=True``, the id of an
+    identical configuration of that name). See :meth:`Tenant.add_llm`."""
+    return get_core().tenant(tenant).add_llm(
+        base_url, api_key, model_name, llm_name, provider=provider, exist_ok=exist_ok, **options
+    )
 
 
 def get_llm_config(llm_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import json
 import threading
 from typing import Any
 
+from .errors import ConflictError, ToolUnavailableError
 from .plugins import PackageTool, Plugins
 from .storage import CatalogRow, Storage
 
@@ -32,14 +33,69 @@ def fingerprint(entry: PackageTool) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def public_package_tool(row: CatalogRow) -> dict[str, Any]:
-    """How a package tool is shown to a tenant (same keys as a tenant tool, plus its origin)."""
+def public_package_tool(row: CatalogRow, plugins: Plugins | None = None) -> dict[str, Any]:
+    """How a package tool is shown to a tenant (same keys as a tenant tool, plus its origin); an
+    unavailable one says why when ``plugins`` is given."""
+    available = bool(row.get("available", True))
     return {
         "id": package_tool_id(row["name"]), "name": row["name"], "description": row["description"],
         "inputs": row["inputs"], "output_type": row["output_type"], "version": row["version"],
         "dependencies": [], "origin": "package", "kind": "package", "plugin": row["plugin"],
         "distribution": row["distribution"], "created_at": row.get("enabled_at") or row["updated_at"],
+        "available": available,
+        "unavailable_reason": None if available or plugins is None else unavailable_reason(row, plugins),
     }
+
+
+def unavailable_reason(row: CatalogRow, plugins: Plugins) -> str:
+    """Why a recorded package tool is not registered in this process (uninstalled, not loaded, broken)."""
+    from importlib import metadata
+
+    from .plugins import normalize_dist_name
+
+    distribution = row["distribution"] or row["plugin"]
+    info = plugins.infos.get(row["plugin"])
+    if info is not None and info.error:
+        return f"its plugin {row['plugin']!r} failed to load: {info.error}"
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return f"its distribution {distribution!r} is not installed (pip install it again, or disable the tool)"
+    except ValueError:  # no distribution recorded (an in-process plugin)
+        return f"its plugin {row['plugin']!r} is not loaded"
+    if plugins.allow is not None and normalize_dist_name(distribution) not in plugins.allow:
+        return f"its distribution {distribution!r} is installed but MT_LOAD_PLUGINS does not name it"
+    return f"its distribution {distribution!r} no longer registers a tool named {row['name']!r}"
+
+
+def usable_package_tool(row: CatalogRow, plugins: Plugins) -> PackageTool:
+    """The registered tool behind an enabled package tool; :class:`ToolUnavailableError` naming what is missing."""
+    entry = plugins.tools.get(row["name"]) if row.get("available", True) else None
+    if entry is None:
+        raise ToolUnavailableError(
+            f"tool {package_tool_id(row['name'])!r} is unavailable: {unavailable_reason(row, plugins)}"
+        )
+    return entry
+
+
+def check_own_tool_name(storage: Storage, tenant: str, name: str) -> None:
+    """Refuse a tenant tool named like a package tool the tenant enabled (an agent needs unique names)."""
+    if any(row["name"] == name for row in storage.enabled_package_tools(tenant)):
+        raise ConflictError(
+            f"this tenant has enabled the package tool {name!r} ({package_tool_id(name)}), and an agent needs"
+            f" unique tool names: choose another name, or disable the package tool first (`mt tools disable {name}`)"
+        )
+
+
+def check_package_tool_name(storage: Storage, tenant: str, name: str) -> None:
+    """Refuse to enable a package tool whose name one of the tenant's own tools has."""
+    own = next((row for row in storage.list_tools(tenant) if row["name"] == name), None)
+    if own is not None:
+        raise ConflictError(
+            f"this tenant's own tool {own['id']} is named {name!r}, so the package tool {name!r}"
+            f" ({package_tool_id(name)}) cannot be enabled beside it (an agent needs unique tool names);"
+            " delete or rename the tenant's tool first"
+        )
 
 
 class Catalog:
@@ -83,7 +139,7 @@ class Catalog:
         self.sync()
         return [{**public_package_tool(row), "available": row["available"]} for row in self.storage.catalog().values()]
 
-    def enabled(self, tenant: str) -> list[CatalogRow]:
-        """The package tools ``tenant`` has enabled that are installed."""
+    def enabled(self, tenant: str, *, include_unavailable: bool = False) -> list[CatalogRow]:
+        """The package tools ``tenant`` has enabled that are installed (or all of them)."""
         self.sync()
-        return [row for row in self.storage.enabled_package_tools(tenant) if row["available"]]
+        return [row for row in self.storage.enabled_package_tools(tenant) if include_unavailable or row["available"]]

@@ -1,21 +1,37 @@
-"""The ``mt`` command: inspect plugins, tools, LLMs and runs; plugins add their own subcommands."""
+"""The ``mt`` command: inspect plugins, tools, LLMs and runs; plugins add their own subcommands.
+
+:func:`main` builds one :class:`~mt_core.core.MTCore` from ``--home`` and the environment before
+anything else, lets the plugins of that installation add their commands, and hands the core to
+every command as click's context object (``ctx.obj``; ``@click.pass_obj`` receives it).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from .api import configure, get_core
-from .core import DEFAULT_TENANT
+from .core import DEFAULT_TENANT, MTCore
 from .errors import MTError
+
+pass_core = click.make_pass_decorator(MTCore)
+
+
+def dump_json(value: Any) -> str:
+    """``value`` as indented JSON, non-ASCII characters as they are (``…``, not ``\\u2026``)."""
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
 def _emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None:
     """Print rows as JSON or as an aligned table."""
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(dump_json(rows))
         return
     if not rows:
         click.echo("(none)")
@@ -39,22 +55,30 @@ def _cell(value: Any, *, whole: bool = False) -> str:
 
 tenant_option = click.option("--tenant", "-t", default=DEFAULT_TENANT, show_default=True, help="Tenant name.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+"""The ``--json`` flag of every listing command; plugin commands use it too (one wording)."""
 
 
 @click.group()
-@click.option("--home", envvar="MT_HOME", type=click.Path(file_okay=False), help="Data directory (MT_HOME).")
+@click.option(
+    "--home", envvar="MT_HOME", type=click.Path(file_okay=False),
+    help="Data directory (default: MT_HOME, else ./.mt in the current directory).",
+)
 @click.version_option(package_name="mt-core")
-def cli(home: str | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
     """mt-core: multi-tenant agent tools, LLMs and runs."""
-    if home:
-        configure(home)
+    if ctx.obj is None:  # invoked without main(), e.g. by click's CliRunner
+        from .api import get_core
+
+        ctx.obj = get_core() if home is None else MTCore(home)
 
 
 @cli.command()
 @json_option
-def plugins(as_json: bool) -> None:
+@pass_core
+def plugins(core: MTCore, as_json: bool) -> None:
     """List every plugin that loaded or failed, with its hooks, version and error."""
-    infos = [info.as_dict() for info in get_core().plugins.plugin_list()]  # failures are in the table
+    infos = [info.as_dict() for info in core.plugins.plugin_list()]  # failures are in the table
     _emit(infos, ["name", "distribution", "version", "hooks", "error"], as_json)
 
 
@@ -66,32 +90,43 @@ def tools() -> None:
 @tools.command("list")
 @tenant_option
 @json_option
-def tools_list(tenant: str, as_json: bool) -> None:
-    """List the tools a tenant can use."""
-    _emit(get_core().tenant(tenant).get_tools(), ["id", "name", "origin", "output_type", "description"], as_json)
+@pass_core
+def tools_list(core: MTCore, tenant: str, as_json: bool) -> None:
+    """List the tools a tenant can use (and enabled package tools that are unavailable, with why)."""
+    rows = core.tenant(tenant).get_tools()
+    if not as_json:
+        rows = [
+            row if row.get("available", True)
+            else {**row, "description": f"UNAVAILABLE: {row.get('unavailable_reason')}"}
+            for row in rows
+        ]
+    _emit(rows, ["id", "name", "origin", "output_type", "description"], as_json)
 
 
 @tools.command("catalog")
 @json_option
-def tools_catalog(as_json: bool) -> None:
+@pass_core
+def tools_catalog(core: MTCore, as_json: bool) -> None:
     """List the package tools installed plugins provide (enable them per tenant)."""
-    _emit(get_core().package_tools(), ["name", "distribution", "version", "available", "description"], as_json)
+    _emit(core.package_tools(), ["name", "distribution", "version", "available", "description"], as_json)
 
 
 @tools.command("enable")
 @click.argument("name")
 @tenant_option
-def tools_enable(name: str, tenant: str) -> None:
+@pass_core
+def tools_enable(core: MTCore, name: str, tenant: str) -> None:
     """Let a tenant use the package tool NAME."""
-    click.echo(get_core().tenant(tenant).enable_package_tool(name))
+    click.echo(core.tenant(tenant).enable_package_tool(name))
 
 
 @tools.command("disable")
 @click.argument("name")
 @tenant_option
-def tools_disable(name: str, tenant: str) -> None:
+@pass_core
+def tools_disable(core: MTCore, name: str, tenant: str) -> None:
     """Stop a tenant from using the package tool NAME."""
-    get_core().tenant(tenant).disable_package_tool(name)
+    core.tenant(tenant).disable_package_tool(name)
     click.echo(f"disabled {name} for {tenant}")
 
 
@@ -103,9 +138,10 @@ def llms() -> None:
 @llms.command("list")
 @tenant_option
 @json_option
-def llms_list(tenant: str, as_json: bool) -> None:
+@pass_core
+def llms_list(core: MTCore, tenant: str, as_json: bool) -> None:
     """List a tenant's LLM configurations."""
-    _emit(get_core().tenant(tenant).get_llms(), ["id", "name", "provider", "model_name", "base_url", "api_key"], as_json)
+    _emit(core.tenant(tenant).get_llms(), ["id", "name", "provider", "model_name", "base_url", "api_key"], as_json)
 
 
 @cli.group()
@@ -117,9 +153,10 @@ def runs() -> None:
 @tenant_option
 @click.option("--limit", default=20, show_default=True, help="How many, newest first.")
 @json_option
-def runs_list(tenant: str, limit: int, as_json: bool) -> None:
+@pass_core
+def runs_list(core: MTCore, tenant: str, limit: int, as_json: bool) -> None:
     """List a tenant's most recent runs."""
-    rows = get_core().tenant(tenant).get_runs(limit)
+    rows = core.tenant(tenant).get_runs(limit)
     _emit(rows, ["id", "status", "executor", "duration_ms", "input_tokens", "output_tokens", "error"], as_json)
 
 
@@ -129,16 +166,18 @@ def _add_show_and_delete(group: click.Group, kind: str, show: str, delete: str |
     @group.command("show", help=f"Show one of a tenant's {kind}s as JSON.")
     @click.argument("object_id")
     @tenant_option
-    def show_command(object_id: str, tenant: str) -> None:
-        click.echo(json.dumps(getattr(get_core().tenant(tenant), show)(object_id), indent=2, default=str))
+    @pass_core
+    def show_command(core: MTCore, object_id: str, tenant: str) -> None:
+        click.echo(dump_json(getattr(core.tenant(tenant), show)(object_id)))
 
     if delete is not None:
 
         @group.command("delete", help=f"Delete one of a tenant's {kind}s.")
         @click.argument("object_id")
         @tenant_option
-        def delete_command(object_id: str, tenant: str) -> None:
-            getattr(get_core().tenant(tenant), delete)(object_id)
+        @pass_core
+        def delete_command(core: MTCore, object_id: str, tenant: str) -> None:
+            getattr(core.tenant(tenant), delete)(object_id)
             click.echo(f"deleted {object_id}")
 
 
@@ -154,24 +193,30 @@ def limits() -> None:
 
 @limits.command("show")
 @tenant_option
-def limits_show(tenant: str) -> None:
+@pass_core
+def limits_show(core: MTCore, tenant: str) -> None:
     """Show a tenant's limits as JSON."""
-    click.echo(json.dumps(get_core().tenant(tenant).limits().as_dict(), indent=2))
+    click.echo(dump_json(core.tenant(tenant).limits().as_dict()))
 
 
 @limits.command("set")
 @tenant_option
 @click.argument("assignments", nargs=-1, required=True)
-def limits_set(tenant: str, assignments: tuple[str, ...]) -> None:
-    """Set limits, e.g. ``mt limits set --tenant acme max_tools=50 runs_per_minute=10``
-    (``name=default`` restores a default)."""
+@pass_core
+def limits_set(core: MTCore, tenant: str, assignments: tuple[str, ...]) -> None:
+    """Set a tenant's limits from NAME=NUMBER assignments; NAME=default restores a default.
+
+    \b
+    Example:
+      mt limits set --tenant acme max_tools=50 runs_per_minute=10
+    """
     values: dict[str, int | None] = {}
     for assignment in assignments:
         name, sep, value = assignment.partition("=")
         if not sep or not (value == "default" or value.isdigit()):
             raise click.BadParameter(f"{assignment!r} is not NAME=NUMBER or NAME=default")
         values[name] = None if value == "default" else int(value)
-    click.echo(json.dumps(get_core().tenant(tenant).set_limits(**values).as_dict(), indent=2))
+    click.echo(dump_json(core.tenant(tenant).set_limits(**values).as_dict()))
 
 
 @cli.group()
@@ -188,22 +233,81 @@ def keys_generate() -> None:
 
 
 @keys.command("rotate")
-def keys_rotate() -> None:
-    """Re-encrypt every stored API key under MT_MASTER_KEY (old key in MT_MASTER_KEY_PREVIOUS)."""
-    counts = get_core().rotate_secrets()
-    click.echo(f"rotated {counts['rotated']} secrets ({counts['skipped']} changed meanwhile and were left as they were)")
+@click.option("--finish", is_flag=True,
+              help="End a rotation: re-encrypt stragglers, then forget the previous key (key file mode).")
+@click.option("--drop-key-file", is_flag=True,
+              help="With MT_MASTER_KEY set: move an installation off its key file (deleted once unused).")
+@pass_core
+def keys_rotate(core: MTCore, finish: bool, drop_key_file: bool) -> None:
+    """Re-encrypt every stored API key under a new master key, and say which key to keep.
+
+    \b
+    Key file (MT_MASTER_KEY unset): mt keys rotate
+      writes a new key to <MT_HOME>/master.key, keeps the old one in
+      master.key.previous, re-encrypts; then `mt keys rotate --finish`.
+    MT_MASTER_KEY: MT_MASTER_KEY=new MT_MASTER_KEY_PREVIOUS=old mt keys rotate
+    """
+    from .rotation import finish_rotation, rotate_master_key
+
+    report = finish_rotation(core) if finish else rotate_master_key(core, drop_key_file=drop_key_file)
+    click.echo(report.summary())
 
 
-def main() -> None:
-    """Entry point of the ``mt`` console script: add plugin commands, run, report errors cleanly."""
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings of an ``mt`` command: one line, without the Python class or file."""
+    click.echo(f"Warning: {message}", err=True)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``mt`` console script: build the core, add plugin commands, run, report errors."""
+    args = sys.argv[1:] if args is None else list(args)
+    core = None
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            core = MTCore(_home_argument(args))  # --home and the environment first; nothing is opened yet
+            with _plugin_warnings(shown=_command_name(args) != "plugins"):  # `mt plugins` tabulates them
+                core.plugins.notify("mt_register_commands", cli=cli)
+            cli.main(args, prog_name="mt", obj=core, standalone_mode=False)
+        except click.exceptions.Abort:
+            raise SystemExit(1) from None
+        except click.ClickException as exc:
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        except MTError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            raise SystemExit(1) from None
+        finally:
+            if core is not None:
+                core.close()
+
+
+def _home_argument(args: list[str]) -> str | None:
+    """``--home`` (or ``MT_HOME``) as the ``mt`` group parses it, without running any command."""
+    with cli.make_context("mt", list(args), resilient_parsing=True) as ctx:
+        return ctx.params.get("home")
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand named in ``args`` (the first word that is not an option of the ``mt`` group)."""
+    words = iter(args)
+    for word in words:
+        if word == "--home":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+@contextlib.contextmanager
+def _plugin_warnings(*, shown: bool) -> Iterator[None]:
+    """While plugins load, their failures are logged once each; hidden when the command lists them anyway."""
+    plugin_logger = logging.getLogger("mt_core.plugins")
+    quiet = not shown and not plugin_logger.disabled
+    plugin_logger.disabled = plugin_logger.disabled or quiet
     try:
-        get_core().plugins.notify("mt_register_commands", cli=cli)
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        raise SystemExit(1) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except MTError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(1) from None
+        yield
+    finally:
+        if quiet:
+            plugin_logger.disabled = False

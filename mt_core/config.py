@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import ValidationError
 
 HOUR = 3600.0
+DOCKER_FALLBACKS = ("local", "error")
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -30,6 +31,8 @@ class Settings:
 
     Args:
         home: the data directory: database, tool files, key file (``MT_HOME``, default ``./.mt``).
+        home_is_default: True when ``home`` is the default ``./.mt`` because ``MT_HOME`` is unset
+            (creating it then warns: it depends on the current directory).
         master_key: base64 of 32 bytes from which per-tenant encryption keys are derived
             (``MT_MASTER_KEY``); when unset a key file is generated under ``home``.
         previous_master_keys: keys still accepted for reading during a rotation (``MT_MASTER_KEY_PREVIOUS``).
@@ -40,12 +43,15 @@ class Settings:
         max_step_timeout: the longest ``step_timeout`` a run may ask for (``MT_MAX_STEP_TIMEOUT``, 3600).
         max_steps: the most ``max_steps`` a run may ask for (``MT_MAX_STEPS``, 100).
         tool_check_timeout: seconds the validation of a tool may take (``MT_TOOL_CHECK_TIMEOUT``, 30).
+        tool_dependency_timeout: seconds ``add_tool`` may spend resolving a dependency that is not
+            installed from the package index (``MT_TOOL_DEPENDENCY_TIMEOUT``, 60).
         validations_per_tenant: tool validations one tenant may run at once (``MT_VALIDATIONS_PER_TENANT``, 8).
         validations: tool validations this process runs at once (``MT_VALIDATIONS``, 16).
         allow_in_process: run tenant code in this process when no jail can run
             (``MT_ALLOW_IN_PROCESS``; single-tenant installations only).
-        require_docker: make ``use_docker=True`` fail instead of falling back to the local jail
-            (``MT_DOCKER_REQUIRED``).
+        docker_fallback: what a run with ``use_docker=True`` does when the Docker sandbox cannot be
+            used: ``"local"`` runs it in the local jail with a warning, ``"error"`` refuses with
+            :class:`~mt_core.errors.SandboxUnavailableError` (fail-closed) (``MT_DOCKER_FALLBACK``, ``local``).
         sandbox_memory_bytes: memory of one jailed run or validation (``MT_SANDBOX_MEMORY``, ``1g``).
         sandbox_pids: processes and threads of one jailed run (``MT_SANDBOX_PIDS``, 64).
         sandbox_tmpfs_bytes: size of a jailed run's ``/tmp`` (``MT_SANDBOX_TMPFS``, ``64m``).
@@ -56,6 +62,7 @@ class Settings:
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
+    home_is_default: bool = False
     master_key: str | None = field(default=None, repr=False)
     previous_master_keys: tuple[str, ...] = field(default=(), repr=False)
     load_plugins: tuple[str, ...] | None = None
@@ -64,10 +71,11 @@ class Settings:
     max_step_timeout: float = HOUR
     max_steps: int = 100
     tool_check_timeout: float = 30.0
+    tool_dependency_timeout: float = 60.0
     validations_per_tenant: int = 8
     validations: int = 16
     allow_in_process: bool = False
-    require_docker: bool = False
+    docker_fallback: str = "local"
     sandbox_memory_bytes: int = 1 << 30
     sandbox_pids: int = 64
     sandbox_tmpfs_bytes: int = 64 << 20
@@ -78,7 +86,11 @@ class Settings:
         object.__setattr__(self, "home", Path(self.home))
         if self.load_plugins is not None:
             object.__setattr__(self, "load_plugins", tuple(self.load_plugins))
-        for name in ("llm_timeout", "max_step_timeout", "tool_check_timeout"):
+        if self.docker_fallback not in DOCKER_FALLBACKS:
+            raise ValidationError(
+                "MT_DOCKER_FALLBACK", f"{self.docker_fallback!r} is not one of {', '.join(DOCKER_FALLBACKS)}"
+            )
+        for name in ("llm_timeout", "max_step_timeout", "tool_check_timeout", "tool_dependency_timeout"):
             if not 0 < float(getattr(self, name)) <= 24 * HOUR:
                 raise ValidationError(name, f"must be a number of seconds above 0 (got {getattr(self, name)!r})")
         for name in ("max_llm_retries", "max_steps", "validations_per_tenant", "validations", "sandbox_pids"):
@@ -129,6 +141,7 @@ class Settings:
 
         values: dict[str, object] = {
             "home": Path(env.get("MT_HOME") or ".mt"),
+            "home_is_default": not env.get("MT_HOME") and overrides.get("home") is None,
             "master_key": env.get("MT_MASTER_KEY") or None,
             "previous_master_keys": tuple(_split_list(env.get("MT_MASTER_KEY_PREVIOUS"))),
             "load_plugins": None if load is None else tuple(_split_list(load)),
@@ -137,10 +150,11 @@ class Settings:
             "max_step_timeout": number("MT_MAX_STEP_TIMEOUT", HOUR),
             "max_steps": number("MT_MAX_STEPS", 100, int),
             "tool_check_timeout": number("MT_TOOL_CHECK_TIMEOUT", 30.0),
+            "tool_dependency_timeout": number("MT_TOOL_DEPENDENCY_TIMEOUT", 60.0),
             "validations_per_tenant": number("MT_VALIDATIONS_PER_TENANT", 8, int),
             "validations": number("MT_VALIDATIONS", 16, int),
             "allow_in_process": _flag(env.get("MT_ALLOW_IN_PROCESS")),
-            "require_docker": _flag(env.get("MT_DOCKER_REQUIRED")),
+            "docker_fallback": (env.get("MT_DOCKER_FALLBACK") or "local").strip().lower(),
             "sandbox_memory_bytes": size("MT_SANDBOX_MEMORY", 1 << 30),
             "sandbox_pids": number("MT_SANDBOX_PIDS", 64, int),
             "sandbox_tmpfs_bytes": size("MT_SANDBOX_TMPFS", 64 << 20),

@@ -7,6 +7,7 @@ only scopes them to one tenant.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from .llms import LLMs, key_context
 from .netguard import NetworkPolicy
 from .plugins import Plugins
 from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, RunRequest, check_run_arguments, execute
-from .secrets import SecretBox, decode_master_key, load_or_create_master_key, tool_secret_context
+from .home import prepare_home
+from .master_keys import open_secret_box
+from .secrets import SecretBox, tool_secret_context
 from .storage import Storage, open_storage
 from .tools import Tools, UNSET
 from .validation import check_tenant
@@ -42,7 +45,7 @@ class MTCore:
     def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None) -> None:
         base = settings or Settings.from_env()
         if home is not None:
-            base = Settings(**{**base.__dict__, "home": Path(home)})
+            base = dataclasses.replace(base, home=Path(home), home_is_default=False)
         self.settings = base
         self._lock = threading.RLock()  # lazy parts nest (the tools need storage and plugins)
         self._storage: Storage | None = None
@@ -75,7 +78,7 @@ class MTCore:
     @property
     def storage(self) -> Storage:
         """The database (opened and migrated on first use)."""
-        return self._once("_storage", lambda: open_storage(self.home / "mt.db"))
+        return self._once("_storage", lambda: open_storage(prepare_home(self.settings) / "mt.db"))
 
     @property
     def plugins(self) -> Plugins:
@@ -86,13 +89,8 @@ class MTCore:
 
     @property
     def secrets(self) -> SecretBox:
-        """The encryption of secrets at rest under the master key."""
-
-        def make() -> SecretBox:
-            key = load_or_create_master_key(self.home, self.settings.master_key)
-            return SecretBox(key, previous=[decode_master_key(k) for k in self.settings.previous_master_keys])
-
-        return self._once("_secrets", make)
+        """The encryption of secrets at rest under the master key (``MT_MASTER_KEY`` or the key file)."""
+        return self._once("_secrets", lambda: open_secret_box(self))
 
     @property
     def catalog(self) -> Catalog:
@@ -165,7 +163,8 @@ class Tenant:
     # -- tools ------------------------------------------------------------------------------
 
     def add_tool(self, name: str, description: str | None, code: str, dependencies: list[str] | None = None, *,
-                 settings: dict[str, Any] | None = None, secrets: dict[str, str] | None = None) -> str:
+                 settings: dict[str, Any] | None = None, secrets: dict[str, str] | None = None,
+                 exist_ok: bool = False) -> str:
         """Validate and store a tool written as Python source; return its new id.
 
         ``code`` holds any tool smolagents loads: a ``@tool`` function, a plain function with type
@@ -174,10 +173,10 @@ class Tenant:
         own. ``settings`` are keyword arguments of a class tool's ``__init__``; ``secrets`` are
         environment variables (and ``__init__`` arguments) of the sandbox that runs it, stored
         encrypted. Raises :class:`ToolValidationError` or :class:`ConflictError`; nothing is stored
-        on error.
+        on error. With ``exist_ok=True`` a tool of the same name and definition returns its id instead.
         """
         return self.core.tools.add(self.name, name=name, description=description, code=code, dependencies=dependencies,
-                                   settings=settings, secrets=secrets, limits=self.limits())
+                                   settings=settings, secrets=secrets, limits=self.limits(), exist_ok=exist_ok)
 
     def update_tool(self, tool_id: str, *, code: Any = UNSET, description: Any = UNSET, dependencies: Any = UNSET,
                     settings: Any = UNSET, secrets: Any = UNSET) -> int:
@@ -218,18 +217,21 @@ class Tenant:
     # -- LLM configurations -----------------------------------------------------------------
 
     def add_llm(self, base_url: str | None = None, api_key: str | None = None, model_name: str | None = None,
-                llm_name: str | None = None, *, provider: str = "openai", **options: Any) -> str:
+                llm_name: str | None = None, *, provider: str = "openai", exist_ok: bool = False,
+                **options: Any) -> str:
         """Store an LLM configuration (API key encrypted at rest); return its new id.
 
         Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``). Raises
         :class:`LLMConfigError` for an unknown provider or a missing/invalid field, and its subclass
         :class:`BlockedAddressError` for a ``base_url`` whose host is a literal address (or
         ``localhost``) outside public addresses and ``MT_LLM_ALLOWED_NETWORKS``; host names are
-        checked when a request connects.
+        checked when a request connects. A taken name (``llm_name``, default from ``model_name``) is
+        a :class:`ConflictError`; with ``exist_ok=True`` a configuration with the same name,
+        provider, model, base URL, options and API key returns its id instead.
         """
         return self.core.llms.add(self.name, base_url=base_url, api_key=api_key, model_name=model_name,
                                   llm_name=llm_name, provider=provider, options=options,
-                                  max_llms=self.limits().max_llms)
+                                  max_llms=self.limits().max_llms, exist_ok=exist_ok)
 
     def get_llm_config(self, llm_id: str) -> dict[str, Any]:
         """One of this tenant's LLM configurations, with the API key masked."""

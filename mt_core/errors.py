@@ -120,7 +120,8 @@ class PluginError(MTError):
 
 
 class SandboxUnavailableError(MTError):
-    """No sandbox that may run tenant code is available; the message says what to install or set."""
+    """No sandbox that may run this tenant code is available (no jail can run here, or the Docker
+    sandbox is unusable and ``MT_DOCKER_FALLBACK=error``); the message says what to install or set."""
 
 
 class SandboxError(MTError):
@@ -146,3 +147,11 @@ class StepTimeout(ExecutorAbort):
 
 class SandboxCrashed(ExecutorAbort):
     """The sandbox process or container died during a step (out of memory, killed...)."""
+class KeyRotationError(SecretError):
+    """A master key rotation was refused or could not finish; nothing unsafe was left behind.
+    The message says what to set or run."""
+
+
+class ToolUnavailableError(MTError, LookupError):
+    """A tool the tenant enabled cannot be used now (e.g. its package was uninstalled); the message
+    names what is missing."""

@@ -18,6 +18,8 @@ from .user_warnings import warn
 LOCAL = "local"
 DOCKER = "docker"
 IN_PROCESS = "in-process"
+DOCKER_DISTRIBUTION = "mt-docker"
+FALLBACK_LOCAL, FALLBACK_ERROR = "local", "error"  # MT_DOCKER_FALLBACK
 
 
 @dataclass(frozen=True)
@@ -108,26 +110,50 @@ class ExecutorContext:
 
 
 def choose_executor(plugins: Plugins, use_docker: bool, settings: Any) -> Executor:
-    """The executor of a run: Docker when asked for and available, else the local jail (warning
-    why), else in-process when the operator allowed it, else :class:`SandboxUnavailableError`."""
+    """The executor of a run: Docker when asked for and available, else the local jail (see
+    :func:`docker_fallback`), else in-process when the operator allowed it, else
+    :class:`SandboxUnavailableError`."""
     if use_docker:
         docker = plugins.executors.get(DOCKER)
-        reason = (
-            "no Docker executor plugin is installed (install plugins/mt-docker)" if docker is None
-            else docker.unavailable_reason(settings)
-        )
+        reason = missing_docker_reason(plugins) if docker is None else docker.unavailable_reason(settings)
         if docker is not None and reason is None:
             return docker
-        if settings.require_docker:
-            raise SandboxUnavailableError(
-                f"use_docker=True but the Docker sandbox is unavailable ({reason}) and MT_REQUIRE_DOCKER=1 forbids"
-                " running elsewhere"
-            )
         local = local_executor(plugins, settings)
-        warn(f"use_docker=True but the Docker sandbox is unavailable ({reason}); running in the {local.name}"
-             " executor instead.", SandboxFallbackWarning)
+        docker_fallback(f"the Docker sandbox is unavailable ({reason})", local.name, settings)
         return local
     return local_executor(plugins, settings)
+
+
+def docker_fallback(why: str, local: str, settings: Any) -> None:
+    """A run asked for the Docker sandbox and would run in the ``local`` executor because ``why``:
+    warn with a :class:`SandboxFallbackWarning`, or raise :class:`SandboxUnavailableError` when the
+    installation is fail-closed (``MT_DOCKER_FALLBACK=error``)."""
+    if getattr(settings, "docker_fallback", FALLBACK_LOCAL) == FALLBACK_ERROR:
+        raise SandboxUnavailableError(
+            f"use_docker=True and MT_DOCKER_FALLBACK=error, but {why}; nothing ran. Fix that, or pass"
+            f" use_docker=False to run this query in the {local} executor."
+        )
+    warn(f"use_docker=True but {why}; running in the {local} executor instead"
+         " (MT_DOCKER_FALLBACK=error refuses instead).", SandboxFallbackWarning)
+
+
+def missing_docker_reason(plugins: Plugins) -> str:
+    """Why no ``docker`` executor is registered, and which package provides it."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution(DOCKER_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return (
+            f"no Docker executor plugin is installed: install {DOCKER_DISTRIBUTION} with"
+            " `pip install ./plugins/mt-docker` from the mt-core repository (`make install` does it)"
+        )
+    if plugins.allow is not None and DOCKER_DISTRIBUTION not in plugins.allow:
+        return f"{DOCKER_DISTRIBUTION} is installed but MT_LOAD_PLUGINS does not name it"
+    failed = [info.error for info in plugins.infos.values() if info.distribution == DOCKER_DISTRIBUTION and info.error]
+    return f"the {DOCKER_DISTRIBUTION} plugin failed to load: {failed[0]}" if failed else (
+        f"{DOCKER_DISTRIBUTION} is installed but registered no executor named {DOCKER!r} (see `mt plugins`)"
+    )
 
 
 def local_executor(plugins: Plugins, settings: Any) -> Executor:

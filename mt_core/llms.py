@@ -11,6 +11,7 @@ from .errors import LLMConfigError
 from .ids import check_id, new_id
 from .netguard import NetworkPolicy
 from .plugins import Plugins, Provider
+from .reuse import reuse_or_conflict
 from .secrets import SecretBox, mask
 from .storage import LLMRow, Storage, utcnow
 from .validation import check_base_url, check_llm_name, check_text, default_llm_name
@@ -151,12 +152,20 @@ class LLMs:
         return entry
 
     def add(self, tenant: str, *, base_url: str | None, api_key: str | None, model_name: str | None,
-            llm_name: str | None, provider: str, options: dict[str, Any], max_llms: int) -> str:
-        """Validate and store a configuration (the key encrypted); return its id."""
+            llm_name: str | None, provider: str, options: dict[str, Any], max_llms: int, exist_ok: bool = False) -> str:
+        """Validate and store a configuration (the key encrypted); return its id (see :mod:`mt_core.reuse`
+        for ``exist_ok``)."""
         entry = self.provider(provider)
         clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name,
                                     options=options, settings=self.settings, network_policy=self.network_policy)
         name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
+        row = next((r for r in self.storage.list_llms(tenant) if r["name"] == name), None)
+        given = {"provider": provider, "model_name": clean["model_name"], "base_url": clean["base_url"],
+                 "options": clean["options"], "api_key": clean["api_key"]}
+        reused = reuse_or_conflict("an LLM configuration", name, row, given, lambda r: self._comparable(tenant, r),
+                                   exist_ok)
+        if reused is not None:
+            return reused
         llm_id = new_id("llm")
         key = clean["api_key"]
         row: LLMRow = {
@@ -167,6 +176,11 @@ class LLMs:
         }
         self.storage.add_llm(tenant, row, max_llms=max_llms)
         return llm_id
+
+    def _comparable(self, tenant: str, row: LLMRow) -> dict[str, Any]:
+        ciphertext = row["api_key_ciphertext"]
+        key = self._secrets().decrypt(ciphertext, tenant=tenant, context=key_context(row["id"])) if ciphertext else None
+        return {**row, "api_key": key}
 
     def get(self, tenant: str, llm_id: object) -> dict[str, Any]:
         """One configuration, key masked."""

@@ -115,7 +115,7 @@ class Executor:
         try:
             return self.available(settings)
         except Exception as exc:  # an availability probe must never break a run
-            return f"availability check failed: {type(exc).__name__}: {exc}"
+            return f"availability check failed: {exc or type(exc).__name__}"
 
 
 class _Staging:
@@ -275,7 +275,7 @@ class Plugins:
         except Exception as exc:
             if self.pm.get_plugin(info.name) is not None:
                 self.pm.unregister(name=info.name)
-            return self._fail(info, _describe("invalid hook implementation", exc) + _hook_hint(exc))
+            return self._fail(info, _describe("invalid hook implementation", exc, plugin) + _hook_hint(exc))
         info.hooks = sorted(_hook_names(self.pm, plugin))
         staging = _Staging(info.name, info.distribution, info.version, info.module)
         try:
@@ -392,7 +392,7 @@ def discover_entry_points(cache_dir: Path | None) -> list[dict[str, Any]]:
     )
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(exist_ok=True)  # never creates the data directory itself (mt --help must not)
             temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             temporary.write_text(json.dumps({"key": key, "entry_points": found}), encoding="utf-8")
             os.replace(temporary, path)
@@ -451,10 +451,39 @@ def _hook_hint(exc: BaseException) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _describe(prefix: str, exc: BaseException) -> str:
-    """One line naming the exception and the plugin's line it came from (not mt-core's)."""
-    package_dir = str(Path(__file__).resolve().parent)
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(package_dir)]
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    text = f"{type(exc).__name__}: {exc}{where}"
+def _describe(prefix: str, exc: BaseException, plugin: object = None) -> str:
+    """One line naming the problem and the plugin's own line it came from (never mt-core's,
+    pluggy's or importlib's)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_machinery(f.filename)]
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else _hookimpl_location(exc, plugin)
+    message = " ".join(str(exc).split())
+    if isinstance(exc, (PluginError, pluggy.PluginValidationError)):
+        text = re.sub(r" in plugin <.*?>", "", message)  # the location follows; the module repr is noise
+    else:
+        text = f"{type(exc).__name__}: {message}"  # what the plugin's own code raised
+    text += f" (at {where})" if where else ""
     return f"{prefix}: {text}" if prefix else text
+
+
+def _is_machinery(filename: str) -> bool:
+    """Frames of mt-core, pluggy and the import system: never where a plugin's problem is."""
+    return filename.startswith((_PACKAGE_DIR, _PLUGGY_DIR)) or filename.startswith("<frozen ")
+
+
+def _hookimpl_location(exc: BaseException, plugin: object) -> str | None:
+    """For a hook implementation pluggy refused (e.g. a misspelt name): the file and line defining it."""
+    import inspect
+
+    match = re.search(r"hook '(\w+)'", str(exc))
+    function = getattr(plugin, match.group(1), None) if match and plugin is not None else None
+    target = function or plugin
+    try:
+        filename = inspect.getsourcefile(target)  # type: ignore[arg-type]
+        line = inspect.getsourcelines(target)[1] if function is not None else None  # type: ignore[arg-type]
+    except (TypeError, OSError):
+        return None
+    return f"{filename}:{line}" if line else filename
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_PLUGGY_DIR = str(Path(pluggy.__file__).resolve().parent)

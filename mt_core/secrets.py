@@ -5,17 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 import secrets as _random
-from pathlib import Path
+from collections.abc import Callable
 
 from .errors import SecretError
-from .user_warnings import warn
 
 logger = logging.getLogger(__name__)
 
 VERSION = "v1"
-KEY_FILE_NAME = "master.key"
+
+Keys = tuple[bytes, list[bytes]]
+"""A current master key and the previous ones still readable."""
 
 
 def generate_master_key() -> str:
@@ -23,36 +23,15 @@ def generate_master_key() -> str:
     return base64.urlsafe_b64encode(_random.token_bytes(32)).decode()
 
 
-def decode_master_key(value: str) -> bytes:
+def decode_master_key(value: str, source: str = "MT_MASTER_KEY") -> bytes:
+    """The 32 raw bytes of a master key given as urlsafe base64; ``source`` names it in the error."""
     try:
         raw = base64.urlsafe_b64decode(value.strip().encode() + b"=" * (-len(value.strip()) % 4))
     except (ValueError, TypeError):
         raw = b""
     if len(raw) != 32:
-        raise SecretError("MT_MASTER_KEY must be urlsafe base64 of 32 bytes (make one with `mt keys generate`)")
+        raise SecretError(f"{source} must be urlsafe base64 of 32 bytes (make one with `mt keys generate`)")
     return raw
-
-
-def load_or_create_master_key(home: Path, configured: str | None) -> bytes:
-    """The master key: ``MT_MASTER_KEY`` if set, else ``<home>/master.key`` (created 0600 with a warning)."""
-    if configured:
-        return decode_master_key(configured)
-    path = home / KEY_FILE_NAME
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first; read theirs
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(generate_master_key() + "\n")
-            warn(
-                f"MT_MASTER_KEY is not set: generated a master key in {path} (mode 0600). "
-                "Anyone who can read that file can decrypt stored API keys; set MT_MASTER_KEY "
-                "from a secret store in production."
-            )
-    return decode_master_key(path.read_text())
 
 
 class SecretBox:
@@ -61,13 +40,37 @@ class SecretBox:
     Ciphertext format: ``v1:<key id>:<base64(nonce || ciphertext+tag)>``. The key is derived per
     tenant (HKDF-SHA256), and the associated data binds the ciphertext to its tenant and row, so
     a ciphertext copied to another row or tenant does not decrypt.
+
+    Args:
+        master_key: the key new secrets are encrypted under.
+        previous: older keys still accepted for decryption (during a rotation).
+        reload: for keys kept in files that another process may rotate: returns the keys when
+            they changed since the last call, else ``None``. Called before encrypting and when a
+            ciphertext names a key this box does not have.
     """
 
-    def __init__(self, master_key: bytes, *, previous: list[bytes] | None = None) -> None:
-        self._keys = {self.key_id(master_key): master_key}
-        for old in previous or []:
-            self._keys.setdefault(self.key_id(old), old)
+    def __init__(
+        self, master_key: bytes, *, previous: list[bytes] | None = None, reload: Callable[[], Keys | None] | None = None
+    ) -> None:
+        self._keys: dict[str, bytes] = {}
+        self._reload = reload
+        self._use(master_key, previous or [])
+
+    def _use(self, master_key: bytes, previous: list[bytes]) -> None:
+        # keys once known stay known (a superset is swapped in first), so a concurrent reader
+        # never sees a current key id without its key
+        keys = {**self._keys, self.key_id(master_key): master_key}
+        for old in previous:
+            keys.setdefault(self.key_id(old), old)
+        self._keys = keys
         self.current_key_id = self.key_id(master_key)
+
+    def refresh(self) -> None:
+        """Pick up keys changed by another process (a rotated key file); a no-op without ``reload``."""
+        if self._reload is not None:
+            found = self._reload()
+            if found is not None:
+                self._use(*found)
 
     def __repr__(self) -> str:
         return f"SecretBox(key_id={self.current_key_id!r})"
@@ -83,7 +86,10 @@ class SecretBox:
 
         master = self._keys.get(key_id)
         if master is None:
-            raise SecretError(f"secret was encrypted under master key {key_id}, which is not configured")
+            raise SecretError(
+                f"secret was encrypted under master key {key_id}, which is not configured: set MT_MASTER_KEY (or"
+                " MT_MASTER_KEY_PREVIOUS during a rotation) to that key, or restore the key file it was in"
+            )
         return HKDF(
             algorithm=hashes.SHA256(), length=32, salt=b"mt-core/v1", info=f"tenant:{tenant}".encode()
         ).derive(master)
@@ -92,6 +98,7 @@ class SecretBox:
         """Encrypt ``plaintext`` for ``tenant``, bound to ``context`` (e.g. ``llm:<id>:api_key``)."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        self.refresh()
         nonce = _random.token_bytes(12)
         key = self._tenant_key(self.current_key_id, tenant)
         sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(tenant, context))
@@ -109,6 +116,8 @@ class SecretBox:
             raise SecretError("stored secret is malformed") from exc
         if version != VERSION or len(blob) < 12 + 16:
             raise SecretError("stored secret is malformed")
+        if key_id not in self._keys:
+            self.refresh()
         key = self._tenant_key(key_id, tenant)
         try:
             return AESGCM(key).decrypt(blob[:12], blob[12:], _aad(tenant, context)).decode()

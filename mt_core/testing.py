@@ -95,6 +95,8 @@ class ScriptedLLMServer:
         responder: instead of ``script``, a function from the request body to a reply.
         latency: seconds added before every reply.
         host: the loopback address to listen on (another of 127.0.0.0/8 for tests of the SSRF guard).
+        port: the port to listen on; 0 (the default) picks a free one. A fixed port keeps
+            ``base_url`` the same from one run of a script to the next.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class ScriptedLLMServer:
         responder: Callable[[dict[str, Any]], Reply] | None = None,
         latency: float = 0.0,
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         if (script is None) == (responder is None):
             raise ValueError("give exactly one of script or responder")
@@ -111,6 +114,7 @@ class ScriptedLLMServer:
         self.responder = responder
         self.latency = latency
         self.host = host
+        self._requested_port = port
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -128,9 +132,10 @@ class ScriptedLLMServer:
             raise RuntimeError("server is not started")
         return int(self._server.server_address[1])
 
-    def start(self, port: int = 0) -> "ScriptedLLMServer":
-        """Listen on ``port`` (default: a free one) of its host in a background thread."""
-        server = _Server((self.host, port), _handler_for(self))
+    def start(self, port: int | None = None) -> "ScriptedLLMServer":
+        """Listen on ``port`` (default: the one given at construction, else a free one) of its host in a
+        background thread."""
+        server = _Server((self.host, self._requested_port if port is None else port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="scripted-llm", daemon=True)

@@ -11,12 +11,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .catalog import PACKAGE_PREFIX, Catalog, package_tool_id, public_package_tool
-from .errors import ConflictError, NotFoundError, QuotaExceededError, ToolValidationError, ValidationError
+from .catalog import (
+    PACKAGE_PREFIX, Catalog, check_own_tool_name, check_package_tool_name, package_tool_id, public_package_tool,
+    usable_package_tool,
+)
+from .dependencies import check_resolvable
+from .errors import NotFoundError, QuotaExceededError, ToolValidationError, ValidationError
 from .executors import ToolSpec
 from .ids import check_id, new_id
 from .limits import Limits, exceeded
 from .plugins import Plugins
+from .reuse import reuse_or_conflict
 from .secrets import SecretBox, seal_tool_secrets, tool_secret_context
 from .storage import SecretRow, Storage, ToolRow, ToolVersionRow, utcnow
 from .validation import (
@@ -35,7 +40,7 @@ def public_tool(row: ToolRow, secrets: list[SecretRow], *, with_code: bool) -> d
         "output_type": row["output_type"], "version": row["version"], "latest_version": row["latest_version"],
         "dependencies": row["dependencies"], "origin": "tenant", "kind": row["kind"], "settings": row["settings"],
         "secrets": {secret["name"]: secret["masked"] for secret in secrets}, "created_at": row["created_at"],
-        "version_created_at": row["version_created_at"],
+        "version_created_at": row["version_created_at"], "available": True, "unavailable_reason": None,
     }
     if with_code:
         shown["code"] = row["source"]
@@ -107,16 +112,28 @@ class Tools:
     # -- tenant tools -------------------------------------------------------------------------
 
     def add(self, tenant: str, *, name: object, description: object, code: object, dependencies: object,
-            settings: object, secrets: object, limits: Limits) -> str:
-        """Validate a tool in the sandbox and store it as version 1; return its id."""
+            settings: object, secrets: object, limits: Limits, exist_ok: bool = False) -> str:
+        """Validate a tool in the sandbox and store it as version 1; return its id (see
+        :mod:`mt_core.reuse` for ``exist_ok``)."""
         name = check_tool_name(name)
         described = self._description(description)
         deps = check_dependencies(dependencies)
         options = check_tool_settings(settings)
         secret_values = check_tool_secrets(secrets)
         source = self._source(code, limits)
-        if self.storage.tool_name_taken(tenant, name):
-            raise ConflictError(f"this tenant already has a tool named {name!r}")
+        row = next((r for r in self.storage.list_tools(tenant) if r["name"] == name), None)
+        given = {"description": described, "code": source, "dependencies": deps, "settings": options,
+                 "secrets": secret_values}
+        if described is None:  # the tool's own description: whatever it is now
+            del given["description"]
+        reused = reuse_or_conflict(
+            "a tool", name, row, given,
+            lambda r: {**r, "code": r["source"], "secrets": self._secret_values(tenant, r["id"])}, exist_ok,
+        )
+        if reused is not None:
+            return reused
+        check_own_tool_name(self.storage, tenant, name)
+        check_resolvable(deps, timeout=self.settings.tool_dependency_timeout)
         meta = self._validate(tenant, name, source, options, secret_values)
         tool_id = new_id("tool")
         version = self._version_row(meta, described, source, deps, options)
@@ -171,10 +188,12 @@ class Tools:
         return self.storage.list_tool_versions(tenant, tool_id)
 
     def list(self, tenant: str) -> list[dict[str, Any]]:
-        """The tools this tenant can use: its own, oldest first, then its enabled package tools."""
+        """The tools this tenant can use: its own, oldest first, then its enabled package tools (one
+        whose package is gone is listed with ``available`` False and the reason)."""
         own = [public_tool(row, self.storage.tool_secrets(tenant, row["id"]), with_code=False)
                for row in self.storage.list_tools(tenant)]
-        return own + [self._package_view(tenant, row) for row in self.catalog.enabled(tenant)]
+        enabled = self.catalog.enabled(tenant, include_unavailable=True)
+        return own + [self._package_view(tenant, row) for row in enabled]
 
     def delete(self, tenant: str, tool_id: object) -> None:
         """Delete one of the tenant's own tools, every version, its secrets and its file."""
@@ -192,6 +211,7 @@ class Tools:
             raise NotFoundError("package tool", str(name)[:128])
         options = check_tool_settings(settings) if settings is not None else None
         secret_values = check_tool_secrets(secrets) if secrets is not None else None
+        check_package_tool_name(self.storage, tenant, row["name"])
         tool_id = package_tool_id(row["name"])
         sealed = (seal_tool_secrets(self._secrets(), tenant, tool_id, secret_values)
                   if secret_values is not None else None)
@@ -205,14 +225,14 @@ class Tools:
 
     def _enabled(self, tenant: str, tool_id: str) -> dict[str, Any]:
         name = tool_id[len(PACKAGE_PREFIX):]
-        for row in self.catalog.enabled(tenant):
+        for row in self.catalog.enabled(tenant, include_unavailable=True):
             if row["name"] == name:
                 return dict(row)
         raise NotFoundError("tool", tool_id)
 
     def _package_view(self, tenant: str, row: Any) -> dict[str, Any]:
         secrets = self.storage.tool_secrets(tenant, package_tool_id(row["name"]))
-        return {**public_package_tool(row), "settings": row.get("settings") or {},
+        return {**public_package_tool(row, self.plugins), "settings": row.get("settings") or {},
                 "secrets": {secret["name"]: secret["masked"] for secret in secrets}}
 
     # -- runs ---------------------------------------------------------------------------------
@@ -253,9 +273,7 @@ class Tools:
 
     def _package_spec(self, tenant: str, tool_id: str) -> ToolSpec:
         row = self._enabled(tenant, tool_id)
-        entry = self.plugins.tools.get(row["name"])
-        if entry is None:
-            raise NotFoundError("tool", tool_id)
+        entry = usable_package_tool(row, self.plugins)
         secret_values = self._secret_values(tenant, tool_id)
         return ToolSpec(
             id=tool_id, name=row["name"], description=row["description"], origin="package", inputs=row["inputs"],

@@ -14,6 +14,17 @@ from mt_core.testing import CALCULATOR_SCRIPT, ScriptedLLMServer
 from mt_core.testing import CALCULATOR_SOURCE as CALCULATOR
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
+DOCKER_SKIP_PREFIX = "Docker sandbox tests skipped: "
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Every Docker test skipped for one reason is reported at one place, so ``-ra`` prints one line."""
+    outcome = yield
+    report = outcome.get_result()
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and DOCKER_SKIP_PREFIX in str(longrepr[2]):
+        report.longrepr = ("tests/docker/docker_support.py", 1, longrepr[2])
 
 
 # The scripted LLM servers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.

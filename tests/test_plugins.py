@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import API_KEY, CALCULATOR, make_settings
-from mt_core import MTCore, NotFoundError, ValidationError, hookimpl
+from mt_core import ConflictError, MTCore, NotFoundError, ToolUnavailableError, ValidationError, hookimpl
 from mt_core.testing import ScriptedLLMServer
 from plugin_installs import BROKEN_PLUGINS, EXAMPLE_TOOLS, ROOT, pip_install, write_distribution
 
@@ -120,7 +120,20 @@ def test_catalog_refreshes_when_a_distribution_version_changes(tmp_path, monkeyp
     sys.modules.pop("mt_probe", None)
     third = MTCore(settings=make_settings(home, load_plugins=("mt-probe",), master_key=master_key))
     assert [t["available"] for t in third.package_tools()] == [False]  # uninstalled: kept, but unusable
-    assert third.tenant("acme").get_tools() == []
+    [listed] = third.tenant("acme").get_tools()  # still listed for the tenant, saying why it cannot run
+    assert listed["id"] == "pkg:probe" and listed["available"] is False
+    assert listed["unavailable_reason"].startswith("its distribution 'mt-probe' is not installed")
+    assert third.tenant("acme").get_tool("pkg:probe")["available"] is False
+    llm_id = third.tenant("acme").add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="m")
+    with pytest.raises(ToolUnavailableError, match="tool 'pkg:probe' is unavailable: its distribution 'mt-probe'"
+                       " is not installed"):
+        third.tenant("acme").run_query(["pkg:probe"], llm_id, "probe", use_docker=False)
+    env = {**os.environ, "MT_HOME": str(home), "MT_MASTER_KEY": master_key, "MT_LOAD_PLUGINS": "mt-probe"}
+    listing = subprocess.run([sys.executable, "-m", "mt_core", "tools", "list", "--tenant", "acme"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "pkg:probe" in listing.stdout
+    assert "UNAVAILABLE: its distribution 'mt-probe' is not installed" in listing.stdout
 
 
 def test_tenant_uses_a_package_tool_only_once_enabled(installed, tmp_path):
@@ -164,13 +177,22 @@ def test_run_with_a_package_tool_end_to_end(installed, tmp_path):
     assert acme.get_run(result.run_id)["tool_ids"] == ["pkg:human_size"]
 
 
-def test_two_tools_with_one_name_in_a_run_are_rejected(installed, tmp_path):
+def test_a_package_tool_and_an_own_tool_never_share_a_name(installed, tmp_path):
     core = loaded(tmp_path, load_plugins=("mt-example-tools",))
     acme = core.tenant("acme")
     own = acme.add_tool("calculator", "Own calculator.", CALCULATOR)
+    with pytest.raises(ConflictError, match=f"this tenant's own tool {own} is named 'calculator', so the package tool"
+                       r" 'calculator' \(pkg:calculator\) cannot be enabled beside it"):
+        acme.enable_package_tool("calculator")
+    assert acme.enable_package_tool("human_size") == "pkg:human_size"
+    with pytest.raises(ConflictError, match=r"this tenant has enabled the package tool 'human_size' \(pkg:human_size\)"):
+        acme.add_tool("human_size", "Own sizes.", CALCULATOR)
+    assert core.tenant("globex").add_tool("human_size", "Own sizes.", CALCULATOR)  # another tenant: free
+    # rows written before these checks existed are still refused at run time
+    core.storage.enable_package_tool("acme", "calculator", None, None)
     llm = acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="m")
     with pytest.raises(ValidationError, match="two tools are named 'calculator'"):
-        acme.run_query([own, acme.enable_package_tool("calculator")], llm, "2 + 2?")
+        acme.run_query([own, "pkg:calculator"], llm, "2 + 2?")
 
 
 def test_example_package_passes_its_own_tests_when_installed(installed):
@@ -206,6 +228,26 @@ def test_mt_plugins_shows_loaded_and_failed_plugins(installed):
     missing = mt("tools", "disable", "human_size", "--tenant", "globex")
     assert missing.returncode == 1 and "package tool 'human_size' not found" in missing.stderr
     assert mt("tools", "disable", "human_size", "--tenant", "acme").returncode == 0
+
+
+def test_each_plugin_error_is_printed_once_pointing_at_the_plugins_file(installed, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), *sys.path])}
+    env.pop("MT_LOAD_PLUGINS", None)
+    out = subprocess.run([sys.executable, "-m", "mt_core", "--home", str(tmp_path / "home"), "tools", "list"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    for plugin in ("broken_import", "invalid_tool", "misspelt_hook", "raising_hook"):
+        assert len([line for line in lines if line.startswith(f"plugin {plugin}: ")]) == 1, out.stderr
+    misspelt = next(line for line in lines if line.startswith("plugin misspelt_hook: "))
+    source = installed / "mt_broken_plugins" / "misspelt_hook.py"
+    line_number = next(i for i, text in enumerate(source.read_text().splitlines(), 1) if "def mt_register_tool(" in text)
+    assert misspelt == ("plugin misspelt_hook: invalid hook implementation: unknown hook 'mt_register_tool'"
+                        f" (at {source}:{line_number - 1}) (did you mean 'mt_register_tools'?)")
+    assert "pluggy" not in out.stderr and "PluginError" not in out.stderr
+    listing = subprocess.run([sys.executable, "-m", "mt_core", "--home", str(tmp_path / "home"), "plugins"],
+                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert listing.stderr == "" and "misspelt_hook.py" in listing.stdout  # the table says it; stderr does not repeat it
 
 
 def test_discovery_cache_is_used_and_invalidated_by_installs(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ class Shout(Tool):
 
 def test_function_tool_is_stored_with_metadata_and_file(core):
     acme = core.tenant("acme")
-    tool_id = acme.add_tool("calculator", "Evaluates arithmetic.", CALCULATOR, dependencies=["numpy>=1.26"])
+    tool_id = acme.add_tool("calculator", "Evaluates arithmetic.", CALCULATOR, dependencies=["packaging>=20"])
 
     tool = acme.get_tool(tool_id)
     assert tool["id"] == tool_id and tool_id.startswith("tool_")
@@ -37,7 +37,7 @@ def test_function_tool_is_stored_with_metadata_and_file(core):
         "expression": {"type": "string", "description": 'The mathematical expression to evaluate, e.g. "2 + 2" or "25 * 16".'}
     }
     assert tool["output_type"] == "string"
-    assert tool["dependencies"] == ["numpy>=1.26"]
+    assert tool["dependencies"] == ["packaging>=20"]
     assert tool["origin"] == "tenant" and tool["kind"] == "function" and tool["version"] == 1
     assert tool["code"] == CALCULATOR
     path = core.home / "tools" / "acme" / f"{tool_id}.py"
@@ -244,3 +244,37 @@ def test_validation_never_runs_tenant_code_in_this_process(core):
     probe = f"import os\nif os.getpid() == {os.getpid()}:\n    raise SystemExit('ran in the caller')\n"
     tool_id = core.tenant("acme").add_tool("calculator", "Checks where it runs.", probe + CALCULATOR)
     assert core.tenant("acme").get_tool(tool_id)["name"] == "calculator"
+
+
+# -- dependencies are checked when the tool is added -----------------------------------------------
+
+from package_index import local_index  # noqa: E402,F401 - fixture
+
+
+def test_dependencies_installed_here_are_accepted_without_asking_the_index(core, local_index):  # noqa: F811
+    tool_id = core.tenant("acme").add_tool("calculator", "Evaluates.", CALCULATOR, dependencies=["packaging>=20"])
+    assert core.tenant("acme").get_tool(tool_id)["dependencies"] == ["packaging>=20"]
+    assert local_index.requests == []
+
+
+def test_a_dependency_the_index_has_is_accepted(core, local_index):  # noqa: F811
+    core.tenant("acme").add_tool("calculator", "Evaluates.", CALCULATOR, dependencies=["mt-dep-probe>=1"])
+    assert any("mt-dep-probe" in path for path in local_index.requests)
+
+
+@pytest.mark.parametrize(
+    ("requirement", "pip_says"),
+    [
+        ("mt-no-such-dependency", "Could not find a version that satisfies the requirement mt-no-such-dependency"),
+        ("mt-dep-probe>=2", "Could not find a version that satisfies the requirement mt-dep-probe>=2 (from versions: 1.0)"),
+        ("packaging>=999", "Could not find a version that satisfies the requirement packaging>=999"),
+    ],
+)
+def test_a_dependency_that_cannot_be_resolved_is_refused_with_pips_line(core, local_index, requirement, pip_says):  # noqa: F811
+    with pytest.raises(ToolValidationError) as caught:
+        core.tenant("acme").add_tool("calculator", "Evaluates.", CALCULATOR, dependencies=["packaging", requirement])
+    message = str(caught.value)
+    assert message.startswith(
+        f"dependencies: '{requirement}' is not installed here and cannot be resolved from the package index: {pip_says}"
+    )
+    assert "\n" not in message and core.tenant("acme").get_tools() == []

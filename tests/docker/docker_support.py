@@ -1,7 +1,10 @@
 """Fixtures of the Docker sandbox tests: a real engine, the sandbox image built once per session.
 
-Without a usable engine the tests skip with the reason; with ``MT_REQUIRE_DOCKER=1`` (CI) they
-fail instead. The base image is ``DOCKER_IMAGE`` (default ``python:3.12-slim``).
+The base image is ``DOCKER_IMAGE`` when set; otherwise the default ``python:3.12-slim`` when the
+engine has it, else ``mt-base:bookworm`` (what CI uses and ``make docker-image`` builds with
+scripts/docker-setup.sh, no registry needed) when it has that. Without a usable engine or image
+the tests skip, reported as one line that says which variable to set; with
+``MT_REQUIRE_DOCKER=1`` (CI) they fail instead.
 """
 
 from __future__ import annotations
@@ -14,36 +17,66 @@ from typing import Any
 
 import pytest
 
-from conftest import make_settings
+from conftest import DOCKER_SKIP_PREFIX, make_settings
 from mt_core import MTCore
 
 REQUIRED = os.environ.get("MT_REQUIRE_DOCKER") == "1"
+LOCAL_BASE_IMAGE = "mt-base:bookworm"
 
 
 def unavailable(reason: str) -> None:
     """Skip, or fail when Docker is required."""
     if REQUIRED:
         pytest.fail(f"MT_REQUIRE_DOCKER=1 but the Docker sandbox is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"Docker sandbox unavailable: {reason}")
+    pytest.skip(
+        f"{DOCKER_SKIP_PREFIX}{reason}. To run them, set DOCKER_IMAGE to a local base image"
+        f" (`make docker-image` builds {LOCAL_BASE_IMAGE} when a Docker engine runs)"
+    )
+
+
+def base_image_for_tests() -> tuple[str, str | None]:
+    """The base image to test with, and a note when it was chosen because DOCKER_IMAGE is unset."""
+    from mt_docker import engine
+    from mt_docker.config import DEFAULT_IMAGE
+
+    configured = os.environ.get("DOCKER_IMAGE")
+    if configured:
+        return configured, None
+    if engine.availability(DEFAULT_IMAGE) is None or engine.availability(LOCAL_BASE_IMAGE) is not None:
+        return DEFAULT_IMAGE, None
+    return LOCAL_BASE_IMAGE, (
+        f"Docker tests use the local base image {LOCAL_BASE_IMAGE} (DOCKER_IMAGE is unset and {DEFAULT_IMAGE}"
+        " is not present)"
+    )
 
 
 @pytest.fixture(scope="session")
-def sandbox_image() -> str:
+def sandbox_image(request: pytest.FixtureRequest) -> str:
     """The base image, with the sandbox runtime image built from it (once; cached by content)."""
     try:
         from mt_docker import engine, images
-        from mt_docker.config import load_config
-        from mt_docker.plugin import available
     except ImportError as exc:
         unavailable(f"the mt-docker plugin is not installed ({exc})")
-    reason = available()
+    base, note = base_image_for_tests()
+    reason = engine.availability(base)
     if reason is not None:
         unavailable(reason)
-    base = load_config().base_image
+    if note:
+        say_once(request.config, note)
     started = time.monotonic()
     images.ensure_image(engine.client(), base)
     print(f"sandbox runtime image ready in {time.monotonic() - started:.1f}s")
     return base
+
+
+def say_once(config: pytest.Config, line: str) -> None:
+    """Print one line on the terminal now, past pytest's output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 def labelled_containers() -> list[dict[str, Any]]:

@@ -19,7 +19,8 @@ from conftest import API_KEY, make_settings
 from docker_support import (  # noqa: F401 - fixtures
     assert_no_sandbox_left, context, docker_core, labelled_containers, sandbox, sandbox_image,
 )
-from mt_core import MTCore, SandboxFallbackWarning, hookimpl
+from mt_core import MTCore, RunError, SandboxFallbackWarning, hookimpl
+from package_index import local_index  # noqa: F401 - fixture
 
 HOSTNAME_TOOL = '''
 def hostname() -> str:
@@ -132,7 +133,7 @@ def test_fallback_when_the_daemon_is_unreachable(tmp_path, llm_server, monkeypat
     assert str(caught[0].message).startswith(
         f"use_docker=True but the Docker sandbox is unavailable (the Docker daemon is not reachable at unix://{dead}:"
     )
-    assert "running in the local executor instead." in str(caught[0].message)
+    assert "running in the local executor instead (MT_DOCKER_FALLBACK=error" in str(caught[0].message)
     assert result.output == 42 and result.executor == "local"
     assert acme.get_run(result.run_id)["executor"] == "local"
 
@@ -154,25 +155,36 @@ def test_fallback_when_the_base_image_is_missing(sandbox, tmp_path, llm_server, 
 
 
 def test_sandbox_build_command_rejects_invalid_requirements_first(sandbox, monkeypatch, tmp_path):
-    import mt_core
     from mt_core.cli import cli
 
     from mt_docker.plugin import mt_register_commands
 
-    mt_core.configure(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",)))
+    core = MTCore(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",)))
     mt_register_commands(cli)
     real_host = os.environ.get("DOCKER_HOST")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/never-contacted.sock")
-    result = CliRunner().invoke(cli, ["sandbox", "build", "-r", "requests>=2", "-r", "not a requirement!"])
+    result = CliRunner().invoke(cli, ["sandbox", "build", "-r", "requests>=2", "-r", "not a requirement!"], obj=core)
     assert result.exit_code == 1
     assert "'not a requirement!' is not a PEP 508 requirement" in result.output
     if real_host is None:  # the real engine again
         monkeypatch.delenv("DOCKER_HOST")
     else:
         monkeypatch.setenv("DOCKER_HOST", real_host)
-    result = CliRunner().invoke(cli, ["sandbox", "build"])
+    result = CliRunner().invoke(cli, ["sandbox", "build"], obj=core)  # the core mt built from --home
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1].startswith("mt-sandbox:")
+
+
+def test_sandbox_build_without_a_pullable_base_image_says_what_to_set(sandbox, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MT_HOME", "MT_LOAD_PLUGINS")}
+    env["DOCKER_IMAGE"] = "mt-no-such-image:never"
+    out = subprocess.run([sys.executable, "-m", "mt_core", "--home", str(tmp_path / "home"), "sandbox", "build"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    error = [line for line in out.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and error[0].startswith("Error: base image 'mt-no-such-image:never' is not present and"
+                                                   " cannot be pulled")
+    assert "DOCKER_IMAGE" in error[0] and "ClickException" not in out.stderr and "Traceback" not in out.stderr
 
 
 TOOL_WITH_DEPENDENCY = '''
@@ -195,3 +207,15 @@ def test_tool_dependencies_are_installed_from_host_wheels(docker_core, llm_serve
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
     result = acme.run_query([tool_id], llm_id, "3 MB?")
     assert result.output == "3.0 MB" and result.executor == "docker"
+
+
+def test_a_run_whose_image_build_fails_on_pip_reports_pips_line(docker_core, llm_server, local_index):  # noqa: F811
+    acme = docker_core.tenant("acme")
+    # installed here, so add_tool accepts it; the sandbox image downloads it from the index, which lacks it
+    tool_id = acme.add_tool("size_words", "Sizes in words.", TOOL_WITH_DEPENDENCY, dependencies=["packaging>=20"])
+    llm_id = acme.add_llm(base_url=llm_server(["<code>final_answer(1)</code>"]).base_url, api_key=API_KEY, model_name="m")
+    with pytest.raises(RunError) as caught:
+        acme.run_query([tool_id], llm_id, "3 MB?")
+    message = str(caught.value)
+    assert "failed: Could not find a version that satisfies the requirement packaging>=20" in message
+    assert "\n" not in message and "Collecting" not in message and len(message) < 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import struct
 import threading
@@ -88,22 +89,48 @@ def _probe(image: str) -> str | None:
         finally:
             probe.close()
     except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "unavailable"
-        return f"the Docker daemon is not reachable at {host}: {_first_line(exc)}"
+        return f"the Docker daemon is not reachable at {host}: {first_line(exc)}"
     try:
         client().images.get(image)
     except docker.errors.ImageNotFound:
         return (
-            f"the base image {image!r} is not present in the local Docker engine (runs never pull it); "
-            f"run `mt sandbox build` to pull and build, load it, or set DOCKER_IMAGE to a local image"
+            f"the base image {image!r} is not present in the local Docker engine (runs never pull it);"
+            f" {local_base_image_hint(client())}, or run `mt sandbox build` where a registry is reachable"
         )
     except Exception as exc:  # noqa: BLE001
-        return f"the Docker daemon at {host} failed to inspect image {image!r}: {_first_line(exc)}"
+        return f"the Docker daemon at {host} failed to inspect image {image!r}: {first_line(exc)}"
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+LOCAL_BASE_IMAGE = "mt-base:bookworm"  # what scripts/docker-setup.sh builds without a registry
+
+
+def local_base_image_hint(docker_client: Any) -> str:
+    """What to set when the base image is missing: the local image of scripts/docker-setup.sh when present."""
+    import docker.errors
+
+    try:
+        docker_client.images.get(LOCAL_BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        return (
+            "set DOCKER_IMAGE to a local glibc image with python3 (scripts/docker-setup.sh in the mt-core"
+            f" repository builds {LOCAL_BASE_IMAGE} without a registry)"
+        )
+    except Exception:  # noqa: BLE001 - only a hint
+        return "set DOCKER_IMAGE to a local glibc image with python3"
+    return f"the local image {LOCAL_BASE_IMAGE} is present: set DOCKER_IMAGE={LOCAL_BASE_IMAGE}"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an engine error's message, for one-line reports: Python reprs such as
+    ``FileNotFoundError(2, 'No such file or directory')`` inside it become their message, and the
+    class is named only when the message is empty."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    line = text[0] if text and text[0] else type(exc).__name__
+    return _REPR.sub(r"\1", line)
+
+
+_REPR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\((?:\d+, )?'([^']*)'\)")
 
 
 # -- ownership labels ----------------------------------------------------------------------------
@@ -354,5 +381,5 @@ def start_sandbox(docker_client: Any, image: str, config: SandboxConfig, extra_l
         remove_container(docker_client, container_id)
         if isinstance(exc, (SandboxError, KeyboardInterrupt, SystemExit)):
             raise
-        raise SandboxError(f"the sandbox server did not start ({type(exc).__name__}: {exc}) {tail.strip()[-500:]}") from exc
+        raise SandboxError(f"the sandbox server did not start ({first_line(exc)}) {tail.strip()[-500:]}") from exc
     return Sandbox(container_id, channel)

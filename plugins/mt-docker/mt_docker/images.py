@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mt_core.dependencies import relevant_pip_lines
+
 from .errors import ImageBuildError, SandboxConfigError
 
 logger = logging.getLogger(__name__)
@@ -181,15 +183,15 @@ def _pip(args: list[str], report: Progress, what: str) -> None:
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
-    tail: list[str] = []
+    output: list[str] = []
     assert process.stdout is not None
     for line in process.stdout:
         line = line.rstrip()
         if line.startswith(("Collecting", "Saved", "Successfully", "Building", "Created wheel")):
             report(f"  {line}")
-        tail = (tail + [line])[-15:]
+        output = (output + [line])[-200:]
     if process.wait(timeout=PIP_TIMEOUT) != 0:
-        raise ImageBuildError(f"{what} failed:\n" + "\n".join(tail))
+        raise ImageBuildError(f"{what} failed: " + "; ".join(relevant_pip_lines("\n".join(output))))
 
 
 def _download(dest: Path, requirements: list[str], version: str, platforms: list[str],
@@ -218,14 +220,20 @@ def _local_wheel(name: str, dest: Path, report: Progress) -> None:
 
 def _docker_build(docker_client: Any, context: Path, tag: str, report: Progress) -> None:
     report(f"docker build {tag}")
+    log: list[str] = []
     try:
         for chunk in docker_client.api.build(
             path=str(context), tag=tag, rm=True, forcerm=True, decode=True, labels={IMAGE_LABEL: "1"},
             network_mode="none",
         ):
             if "error" in chunk:
-                raise ImageBuildError(f"docker build {tag} failed: {chunk['error'].strip()}")
+                pip_failed = any(line.startswith("ERROR:") for line in log)  # a RUN pip install step
+                said = "; ".join(relevant_pip_lines("\n".join(log))) if pip_failed else ""
+                raise ImageBuildError(
+                    f"docker build {tag} failed: {chunk['error'].strip()}" + (f" (pip: {said})" if said else "")
+                )
             line = str(chunk.get("stream", "")).strip()
+            log = (log + line.splitlines())[-200:]
             if line.startswith("Step ") or line.startswith("Successfully"):
                 report(f"  {line}")
     except ImageBuildError:
