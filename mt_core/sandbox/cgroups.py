@@ -70,22 +70,27 @@ class RunGroup:
         version, parents = found
         name = f"run-{os.getpid()}-{secrets.token_hex(6)}"
         paths = [parent / name for parent in parents]
+        group = cls(version, paths)
         try:
             for path in paths:
                 path.mkdir()
-            if version == "v2":
-                (paths[0] / "memory.max").write_text(str(memory_bytes))
-                _try_write(paths[0] / "memory.swap.max", "0")
-                (paths[0] / "pids.max").write_text(str(pids))
-            else:
-                (paths[0] / "memory.limit_in_bytes").write_text(str(memory_bytes))
-                _try_write(paths[0] / "memory.memsw.limit_in_bytes", str(memory_bytes))
-                (paths[1] / "pids.max").write_text(str(pids))
+            group.set_limits(memory_bytes, pids)
         except OSError:
-            group = cls(version, paths)
             group.remove()
             return None
-        return cls(version, paths)
+        return group
+
+    def set_limits(self, memory_bytes: int, pids: int) -> None:
+        """Set the group's memory (swap included) and process limits."""
+        if self.version == "v2":
+            (self.paths[0] / "memory.max").write_text(str(memory_bytes))
+            _try_write(self.paths[0] / "memory.swap.max", "0")
+            (self.paths[0] / "pids.max").write_text(str(pids))
+        else:
+            _try_write(self.paths[0] / "memory.memsw.limit_in_bytes", "-1")  # may not go below the limit
+            (self.paths[0] / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            _try_write(self.paths[0] / "memory.memsw.limit_in_bytes", str(memory_bytes))
+            (self.paths[1] / "pids.max").write_text(str(pids))
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` (and so everything it starts later) into the group."""

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import os
+import queue
 import select
 import shutil
 import signal
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # the fork server imports smolagents and the package tools first
 SPAWN_TIMEOUT = 10.0
+POOL_SIZE = 2  # run processes forked ahead of time, waiting for their limits and environment
 MAX_REPLY_BYTES = 4 << 20  # one reply line; a longer one ends the run (the session cuts its own)
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "ssl", "ca-certificates",
              "ca-certificates.conf", "nsswitch.conf", "passwd", "group", "hosts", "mime.types", "alternatives")
@@ -291,8 +293,13 @@ class JailedProcess:
             return str(exc)
         return "it exited or was killed; a process limit or a crash in native code can cause this"
 
-    def kill(self) -> None:
-        """Kill the process and, through its PID namespace, everything it started. Idempotent."""
+    def kill(self, *, wait: bool = True) -> None:
+        """Kill the process and, through its PID namespace, everything it started. Idempotent.
+
+        With ``wait`` it returns once the process is gone (its PID namespace goes with it); a
+        background reaper removes the cgroup, and without ``wait`` also waits for the exit, so that
+        the end of a run costs no time.
+        """
         if self.killed:
             return
         self.killed = True
@@ -307,6 +314,11 @@ class JailedProcess:
             self.sock.close()
         except OSError:
             pass
+        if wait:
+            self._wait_exit()
+        _reaper.put(self)
+
+    def _wait_exit(self) -> None:
         if self._pidfd is not None:
             try:
                 select.select([self._pidfd], [], [], 2.0)  # readable once the process has exited
@@ -314,8 +326,34 @@ class JailedProcess:
                 pass
             os.close(self._pidfd)
             self._pidfd = None
+
+    def _reap(self) -> None:
+        self._wait_exit()
         if self.group is not None:
             self.group.remove()
+
+
+class _Reaper:
+    """Waits for killed processes in the background and removes their cgroups."""
+
+    def __init__(self) -> None:
+        self._queue: "queue.SimpleQueue[JailedProcess]" = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, process: JailedProcess) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="mt-jail-reaper", daemon=True)
+                self._thread.start()
+        self._queue.put(process)
+
+    def _run(self) -> None:
+        while True:
+            self._queue.get()._reap()
+
+
+_reaper = _Reaper()
 
 
 class Jail:
@@ -333,6 +371,11 @@ class Jail:
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: deque[str] = deque(maxlen=20)
+        self._ready: deque[tuple[socket.socket, int, RunGroup | None]] = deque()
+        self._pool_lock = threading.Lock()
+        self._pool_wanted = threading.Event()
+        self._pool_thread: threading.Thread | None = None
+        self._closed = False
 
     def _start(self) -> socket.socket:
         reason = unavailable_reason()
@@ -365,11 +408,12 @@ class Jail:
         for raw in process.stderr:
             self._stderr.append(raw.decode("utf-8", "replace").rstrip()[:300])
 
-    def spawn(self, limits: JailLimits, env: dict[str, str] | None = None) -> JailedProcess:
-        """A new confined process serving one session, with ``env`` as its environment's extras."""
+    def _fork(self, tmpfs_bytes: int) -> tuple[socket.socket, int, RunGroup | None]:
+        """Ask the fork server for a new run process; its socket, PID and cgroup (with the default
+        limits, changed at :meth:`spawn`) once it said hello."""
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         host.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        request = json.dumps({"tmpfs_bytes": limits.tmpfs_bytes}).encode()
+        request = json.dumps({"tmpfs_bytes": tmpfs_bytes}).encode()
         try:
             with self._lock:
                 for attempt in (1, 2):
@@ -386,11 +430,58 @@ class Jail:
         finally:
             child.close()
         pid = _hello(host)
-        group = RunGroup.create(limits.memory_bytes, limits.pids)
+        group = RunGroup.create(JailLimits.memory_bytes, JailLimits.pids)
+        if group is not None:  # moving a process into a cgroup takes milliseconds: done before a run needs it
+            try:
+                group.add(pid)
+            except OSError:
+                group.remove()
+                group = None
+        return host, pid, group
+
+    def _take_ready(self, tmpfs_bytes: int) -> tuple[socket.socket, int, RunGroup | None] | None:
+        """A process forked ahead of time (waiting for its limits), if one is ready."""
+        if tmpfs_bytes != JailLimits.tmpfs_bytes:
+            return None
+        with self._pool_lock:
+            found = self._ready.popleft() if self._ready else None
+            self._pool_wanted.set()
+        return found
+
+    def _refill(self) -> None:
+        """Keep ``POOL_SIZE`` processes forked ahead of time (they hold nothing of any tenant yet)."""
+        while not self._closed:
+            self._pool_wanted.wait()
+            with self._pool_lock:
+                missing = POOL_SIZE - len(self._ready)
+                if missing <= 0 or self._closed:
+                    self._pool_wanted.clear()
+                    continue
+            try:
+                forked = self._fork(JailLimits.tmpfs_bytes)
+            except Exception:  # noqa: BLE001 - runs fork their own meanwhile; try again later
+                logger.debug("jail pool: fork failed", exc_info=True)
+                time.sleep(1.0)
+                continue
+            with self._pool_lock:
+                if self._closed:
+                    JailedProcess(*forked).kill(wait=False)
+                else:
+                    self._ready.append(forked)
+
+    def spawn(self, limits: JailLimits, env: dict[str, str] | None = None) -> JailedProcess:
+        """A new confined process serving one session, with ``env`` as its environment's extras."""
+        ready = self._take_ready(limits.tmpfs_bytes)
+        if self._pool_thread is None and not self._closed:
+            with self._pool_lock:
+                if self._pool_thread is None:
+                    self._pool_thread = threading.Thread(target=self._refill, name="mt-jail-pool", daemon=True)
+                    self._pool_thread.start()
+        host, pid, group = ready if ready is not None else self._fork(limits.tmpfs_bytes)
         process = JailedProcess(host, pid, group)
         try:
-            if group is not None:
-                group.add(pid)
+            if group is not None and (limits.memory_bytes, limits.pids) != (JailLimits.memory_bytes, JailLimits.pids):
+                group.set_limits(limits.memory_bytes, limits.pids)
             deadline = time.monotonic() + SPAWN_TIMEOUT
             process.send({"go": {"limits": limits.as_dict(), "env": dict(env or {})}}, deadline)
             answer = process.receive(deadline)
@@ -403,6 +494,11 @@ class Jail:
 
     def close(self) -> None:
         """Stop the fork server (runs in progress are killed with it)."""
+        self._closed = True
+        self._pool_wanted.set()
+        with self._pool_lock:
+            while self._ready:
+                JailedProcess(*self._ready.popleft()).kill(wait=False)
         with self._lock:
             if self._control is not None:
                 self._control.close()
@@ -435,6 +531,7 @@ def _hello(sock: socket.socket) -> int:
 
 
 _jails: dict[tuple[Any, ...], Jail] = {}
+_keys: dict[tuple[Any, ...], tuple[str, ...]] = {}
 _jails_lock = threading.Lock()
 _atexit_registered = False
 
@@ -442,7 +539,10 @@ _atexit_registered = False
 def jail_for(hidden: list[Path], modules: list[str]) -> Jail:
     """The jail (one per distinct configuration in this process), started on first spawn."""
     global _atexit_registered
-    key = tuple(bwrap_command(hidden=hidden, modules=sorted(modules), control_fd=-1))  # what it sees and runs
+    lookup = (tuple(str(p) for p in hidden), tuple(sorted(modules)), tuple(sys.path), os.geteuid())
+    key = _keys.get(lookup)
+    if key is None:  # what the jail sees and runs: a new sys.path entry may change it
+        key = _keys[lookup] = tuple(bwrap_command(hidden=hidden, modules=sorted(modules), control_fd=-1))
     with _jails_lock:
         found = _jails.get(key)
         if found is None:

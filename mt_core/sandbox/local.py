@@ -53,7 +53,7 @@ class JailedExecutor(RemoteExecutor):
         return self.process.guarded(self.process.receive, deadline, limit=self.timeout)
 
     def close(self) -> None:
-        self.process.kill()
+        self.process.kill(wait=False)
 
 
 class InProcessExecutor(PythonExecutor):
