@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml plugins/mt-docker/pyproject.toml
 install: $(STAMP)
 
 demo: install
+	$(call PIP_INSTALL,$(BIN)) ./example_tools_pkg  # the plugin path: a tool package, pip-installed as a user would
 	$(BIN)/python example.py
 	@echo "mt, python and pip of this venv: run '. $(VENV)/bin/activate' in each new shell (or call $(BIN)/mt)"
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
-from mt_core import add_llm, add_tool, get_llm_config, get_tools, run_query, tenant
-from mt_core.testing import ScriptedLLMServer, allow_loopback_llm_servers
+from mt_core import (
+    add_llm, add_tool, enable_package_tool, get_llm_config, get_package_tools, run_query, tenant,
+)
+from mt_core.testing import ScriptedLLMServer, allow_loopback_llm_servers, conversation_step, message_text
 
 CALCULATOR = '''
 def calculate(expression: str) -> str:
@@ -46,7 +48,21 @@ DEMO_SCRIPT = [
     "Thought: The calculator says 400.\n<code>\nfinal_answer(result)\n</code>",
 ]
 
+# ... and for the package tool human_size (from example_tools_pkg, which `make demo` pip-installs).
+SIZES_SCRIPT = [
+    'Thought: I will format the size with the human_size tool.\n<code>\nsize = human_size(num_bytes=3000000)\n'
+    "print(size)\n</code>",
+    "Thought: The tool says it.\n<code>\nfinal_answer(size)\n</code>",
+]
+
 TENANT = "example"
+
+
+def demo_reply(body: dict) -> str:
+    """The offline demo model: the calculator conversation, or the human_size one for sizes."""
+    question = " ".join(message_text(m) for m in body.get("messages", []) if m.get("role") == "user")
+    script = SIZES_SCRIPT if "bytes" in question else DEMO_SCRIPT
+    return script[min(conversation_step(body), len(script) - 1)]
 
 
 def allow_in_process_if_no_jail() -> None:
@@ -79,7 +95,7 @@ def main() -> None:
         # MT_LLM_ALLOWED_NETWORKS allows it: allow loopback for this process when it is not set.
         if allow_loopback_llm_servers():
             print("MT_LLM_ALLOWED_NETWORKS is not set: allowing 127.0.0.0/8 for this process, for the demo model.")
-        demo = ScriptedLLMServer(script=DEMO_SCRIPT).start()
+        demo = ScriptedLLMServer(responder=demo_reply).start()
         base_url, api_key, model_name = demo.base_url, "demo-key", "offline-demo-model"
         print(
             "LLM_API_KEY is not set: using the OFFLINE DEMO MODEL, a scripted OpenAI-compatible\n"
@@ -108,9 +124,22 @@ def main() -> None:
         print(f"\nAnswer: {result}")
         print(f"Run {result.run_id}: status={result.status} executor={result.executor} "
               f"tokens={result.usage} duration={result.duration_ms} ms")
+        run_package_tool(llm_id)
     finally:
         if demo is not None:
             demo.stop()
+
+
+def run_package_tool(llm_id: str) -> None:
+    """The plugin path: a tool from a pip-installed package, enabled for this tenant, in a query."""
+    catalog = {tool["name"]: tool for tool in get_package_tools()}
+    if not catalog.get("human_size", {}).get("available"):
+        print("\nThe package tool human_size is not installed: `pip install ./example_tools_pkg` (in the venv) adds it.")
+        return
+    tool_id = enable_package_tool("human_size", tenant=TENANT)  # "pkg:human_size"
+    print(f"\nPackage tool {tool_id} from {catalog['human_size']['distribution']}, enabled for {TENANT!r}")
+    result = run_query([tool_id], llm_id, "How big is 3000000 bytes, for a human?", use_docker=True, tenant=TENANT)
+    print(f"Answer: {result} (executor={result.executor})")
 
 
 if __name__ == "__main__":

@@ -181,8 +181,37 @@ def _add_show_and_delete(group: click.Group, kind: str, show: str, delete: str |
             click.echo(f"deleted {object_id}")
 
 
-_add_show_and_delete(tools, "tool", "get_tool", "delete_tool")
 _add_show_and_delete(llms, "LLM configuration", "get_llm_config", "delete_llm")
+
+
+@tools.command("show")
+@click.argument("tool_id")
+@click.option("--version", "version", type=int, default=None, help="A version (default: the latest).")
+@tenant_option
+@pass_core
+def tools_show(core: MTCore, tool_id: str, version: int | None, tenant: str) -> None:
+    """Show one of a tenant's tools as JSON (its source, settings, secrets masked)."""
+    click.echo(dump_json(core.tenant(tenant).get_tool(tool_id, version)))
+
+
+@tools.command("versions")
+@click.argument("tool_id")
+@tenant_option
+@json_option
+@pass_core
+def tools_versions(core: MTCore, tool_id: str, tenant: str, as_json: bool) -> None:
+    """List the versions of one of a tenant's tools."""
+    _emit(core.tenant(tenant).get_tool_versions(tool_id), ["version", "created_at", "source_sha256"], as_json)
+
+
+@tools.command("delete")
+@click.argument("tool_id")
+@tenant_option
+@pass_core
+def tools_delete(core: MTCore, tool_id: str, tenant: str) -> None:
+    """Delete one of a tenant's tools (every version)."""
+    core.tenant(tenant).delete_tool(tool_id)
+    click.echo(f"deleted {tool_id}")
 _add_show_and_delete(runs, "run", "get_run", None)
 
 
