@@ -100,7 +100,7 @@ class Session:
             output, is_repr = portable(result.output)
             return {
                 "ok": True, "output": output, "output_is_repr": is_repr,
-                "logs": str(result.logs), "is_final_answer": bool(result.is_final_answer),
+                "logs": _cut(str(result.logs)), "is_final_answer": bool(result.is_final_answer),
             }
         if op == "call":
             tool = self.tools.get(request.get("name"))

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import API_KEY
 from docker_support import context, docker_core, sandbox, sandbox_image  # noqa: F401 - fixtures
+from escapes import DORMANT_BODY, GENERATOR_ESCAPE, Listener, as_tool, probes
 from mt_core import RunError
 
 STEP_TIMEOUT = 3.0
@@ -21,85 +22,90 @@ def tool_source(body: str) -> str:
     return f'def attempt() -> str:\n    """Tries to escape the sandbox.\n    """\n{indented}\n'
 
 
-PROBES = '''
-import json, os, socket
-results = {}
-def trying(name, action):
-    try:
-        results[name] = "allowed: " + str(action())[:200]
-    except BaseException as exc:
-        results[name] = "blocked: " + str(exc)[:120]
-def connect(host, port):
-    with socket.create_connection((host, port), timeout=2):
-        return "connected"
-def write(path):
-    return os.write(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), b"escaped")
-def read(path):
-    return os.read(os.open(path, os.O_RDONLY), 100)
-trying("internet", lambda: connect("1.1.1.1", 53))
-trying("dns", lambda: socket.gethostbyname("pypi.org"))
-trying("docker_host_gateway", lambda: connect("172.17.0.1", HOST_PORT))
-trying("loopback_llm", lambda: connect("127.0.0.1", HOST_PORT))
-trying("write_root", lambda: write("/escaped.txt"))
-trying("write_host_path", lambda: write(HOST_FILE))
-trying("write_venv", lambda: write("/opt/mt/venv/escaped.txt"))
-trying("read_host_file", lambda: read(HOST_SECRET))
-trying("read_docker_socket", lambda: os.stat("/var/run/docker.sock"))
-trying("setuid_root", lambda: os.setuid(0))
-def mount():
-    status = os.system("mount -t tmpfs none /tmp 2>/dev/null")
-    if status != 0:
-        raise PermissionError("mount exited with status " + str(status))
-    return "mounted"
-trying("mount", mount)
-return json.dumps(results)
-'''
+@pytest.fixture
+def listener():
+    opened = Listener()
+    yield opened
+    opened.close()
 
 
-def _probes(tmp_path, port: int) -> tuple[str, str, str]:
-    secret = tmp_path / "host-secret.txt"
-    secret.write_text("host secret")
-    target = tmp_path / "written-from-sandbox.txt"
-    return (
-        tool_source(PROBES.replace("HOST_PORT", str(port)).replace("HOST_FILE", repr(str(target)))
-                    .replace("HOST_SECRET", repr(str(secret)))),
-        str(secret), str(target),
+def _probes(core, tmp_path, listener) -> str:
+    return probes(
+        home=core.home, victim="victim", victim_tool_file=core.home / "tools" / "victim" / "x.py",
+        host_pid=os.getpid(), listener_port=listener.port, host_file=tmp_path / "written-from-sandbox.txt",
     )
 
 
+def _assert_blocked(results: dict, tmp_path, listener) -> None:
+    for name, outcome in results.items():
+        if name != "write_host_file":  # the container's own /tmp takes it; the host's path must not
+            assert outcome.startswith("blocked"), (name, outcome)
+    assert not (tmp_path / "written-from-sandbox.txt").exists()
+    assert listener.accepted == []  # "no network": nothing reached the listener the test opened on the host
 
-def test_escape_attempts_as_tool_code_are_blocked(docker_core, llm_server, tmp_path):
+
+def test_escape_attempts_as_tool_code_are_blocked(docker_core, llm_server, tmp_path, listener):
     server = llm_server(["<code>\nfinal_answer(attempt())\n</code>"])
-    port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
-    source, secret, target = _probes(tmp_path, port)
     acme = docker_core.tenant("acme")
-    tool_id = acme.add_tool("attempt", "Tries to escape.", source)
+    tool_id = acme.add_tool("attempt", "Tries to escape.", as_tool(_probes(docker_core, tmp_path, listener)))
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
     result = acme.run_query([tool_id], llm_id, "escape")
     assert result.executor == "docker"
-    results = json.loads(result.output)
-    assert all(outcome.startswith("blocked") for outcome in results.values()), results
-    assert open(secret).read() == "host secret" and not os.path.exists(target)
+    _assert_blocked(json.loads(result.output), tmp_path, listener)
     assert len(server.requests) == 1  # nothing from the sandbox reached the host's LLM server
 
 
-def test_escape_attempts_as_model_code_are_blocked(sandbox, tmp_path, llm_server):
-    """Model code with os and socket authorized (as an operator might, trusting the container)."""
-    from mt_docker import DockerExecutor
+def test_escape_attempts_as_model_code_are_blocked(docker_core, llm_server, tmp_path, listener):
+    """Model code escapes smolagents' interpreter (the generator-frame escape) inside the container."""
+    code = GENERATOR_ESCAPE + _probes(docker_core, tmp_path, listener) + "\nfinal_answer(json.dumps(results))"
+    server = llm_server([f"<code>\n{code}\n</code>"])
+    acme = docker_core.tenant("acme")
+    llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+    result = acme.run_query([], llm_id, "escape")
+    assert result.executor == "docker"
+    _assert_blocked(json.loads(result.output), tmp_path, listener)
 
-    server = llm_server(["unused"])
-    port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
-    source, secret, target = _probes(tmp_path, port)
-    body = PROBES.replace("return json.dumps", "json.dumps").replace("HOST_PORT", str(port))
-    body = body.replace("HOST_FILE", repr(target)).replace("HOST_SECRET", repr(secret))
-    executor = DockerExecutor(context(imports=["os", "socket", "json"]))
-    try:
-        results = json.loads(executor(body).output)
-    finally:
-        executor.cleanup()
-    assert all(outcome.startswith("blocked") for outcome in results.values()), results
-    assert open(secret).read() == "host secret" and not os.path.exists(target)
-    assert server.requests == []
+
+def test_a_tool_dormant_while_validated_never_runs_in_the_host(docker_core, llm_server, tmp_path):
+    """The module body acts only outside validation; on the Docker path the host never builds the
+    tool, so the body runs in the container, out of reach of the host's files and core."""
+    marker = tmp_path / "dormant-ran-in-the-host.txt"
+    acme = docker_core.tenant("acme")
+    tool_id = acme.add_tool("attempt", "Dormant.", DORMANT_BODY.replace("MARKER", repr(str(marker))))
+    server = llm_server(["<code>\nfinal_answer(attempt())\n</code>"])
+    llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+    result = acme.run_query([tool_id], llm_id, "go")
+    assert result.executor == "docker" and result.output == "ran"
+    assert not marker.exists()
+    assert docker_core.tenant("victim").get_llms() == []
+
+
+FLOOD = '''
+def flood() -> str:
+    """Prints about 100 MB to the container's stdout and stderr."""
+    import os
+
+    chunk = b"x" * (1024 * 1024)
+    for _ in range(50):
+        os.write(1, chunk)
+        os.write(2, chunk)
+    return "printed"
+'''
+
+
+def test_what_the_container_prints_is_streamed_not_kept(docker_core, llm_server):
+    import resource
+
+    acme = docker_core.tenant("acme")
+    server = llm_server(["<code>\nfinal_answer(flood())\n</code>"])
+    tool_id = acme.add_tool("flood", "Prints a lot.", FLOOD)
+    llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+    acme.run_query([tool_id], llm_id, "warm up")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = acme.run_query([tool_id], llm_id, "flood")
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert result.output == "printed" and result.executor == "docker"
+    assert grown < 100 * 1024, f"the service grew by {grown} KiB"
 
 
 RUNAWAYS = {

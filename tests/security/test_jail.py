@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT, make_settings
-from escapes import GENERATOR_ESCAPE, Listener, as_tool, probes, processes_with
+from escapes import DORMANT_BODY, GENERATOR_ESCAPE, Listener, as_tool, probes, processes_with
 from mt_core import MTCore, QuotaExceededError, RunError, ToolValidationError
 
 pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
@@ -113,6 +113,18 @@ def steal() -> str:
     result = attacker.run_query([tool_id], llm_id, "steal", use_docker=False)
     assert result.output == ""  # an installation of its own, in the jail's /tmp: empty
     assert VICTIM_KEY not in json.dumps(server.requests)
+    assert_victim_intact(core, victim)
+
+
+def test_a_tool_dormant_while_validated_acts_only_in_the_jail(core, victim, llm_server, tmp_path):
+    marker = tmp_path / "dormant-ran-in-the-host.txt"
+    attacker = core.tenant("attacker")
+    tool_id = attacker.add_tool("attempt", "Dormant.", DORMANT_BODY.replace("MARKER", repr(str(marker))))
+    server = llm_server(["<code>\nfinal_answer(attempt())\n</code>"])
+    llm_id = attacker.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+    assert attacker.run_query([tool_id], llm_id, "go", use_docker=False).output == "ran"
+    assert not marker.exists()
+    assert [llm["name"] for llm in core.tenant("victim").get_llms()] == ["m"]
     assert_victim_intact(core, victim)
 
 
