@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import subprocess
@@ -424,3 +425,57 @@ def test_every_hook_is_documented_and_tested(hook):
     assert f"### `{hook}(" in docs, f"{hook} is not documented in docs/plugins.md"
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     assert f"def {hook}(" in tests, f"no test implements {hook}"
+
+
+REGISTER_PROTOCOLS = {
+    "mt_register_tools": ("RegisterTool", "register_tool"),
+    "mt_register_llm_providers": ("RegisterLLMProvider", "register_provider"),
+    "mt_register_executors": ("RegisterExecutor", "register_executor"),
+}
+
+
+def _documented_section(hook: str) -> tuple[list[str], str]:
+    """The argument names in a hook's heading in docs/plugins.md, and the text of its section."""
+    import re
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    match = re.search(rf"^### `{hook}\(([^)]*)\)`\n(.*?)(?=^##)", docs, re.MULTILINE | re.DOTALL)
+    assert match, f"{hook} is not documented in docs/plugins.md"
+    return [name.strip() for name in match.group(1).split(",") if name.strip()], match.group(2)
+
+
+def _parameters(text: str) -> list[tuple[str, str]]:
+    """(name, kind) of each parameter of a signature written as Python, e.g. ``f(a, *, b=None)``."""
+    import ast
+
+    function = ast.parse(f"def f({text}): pass").body[0]
+    args = function.args
+    return ([(a.arg, "positional") for a in args.posonlyargs + args.args]
+            + [(a.arg, "keyword") for a in args.kwonlyargs])
+
+
+def _signature_parameters(function) -> list[tuple[str, str]]:
+    parameters = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
+    return [(p.name, "keyword" if p.kind is p.KEYWORD_ONLY else "positional") for p in parameters]
+
+
+@pytest.mark.parametrize("hook", _hook_names())
+def test_the_documented_hook_contract_is_the_real_one(hook):
+    """As datasette's documentation test does: the docs name each hook's real arguments, and each
+    register callback's documented signature is the typed one in hookspecs and the one plugins get."""
+    import re
+
+    from mt_core import hookspecs
+    from mt_core.plugins import _Staging
+
+    documented, section = _documented_section(hook)
+    assert documented == list(inspect.signature(getattr(hookspecs, hook)).parameters), hook
+    if hook in REGISTER_PROTOCOLS:
+        protocol, method = REGISTER_PROTOCOLS[hook]
+        callback = re.search(r"Callback:\s*`register\(([^`]*)\)`", section)
+        assert callback, f"the section of {hook} does not give the register callback's signature"
+        written = _parameters(callback.group(1))
+        assert written == _signature_parameters(getattr(hookspecs, protocol).__call__), hook
+        assert written == _signature_parameters(getattr(_Staging, method)), hook
+        assert inspect.signature(getattr(hookspecs, hook)).parameters["register"].annotation in (
+            protocol, getattr(hookspecs, protocol))
