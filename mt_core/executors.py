@@ -95,6 +95,8 @@ class ExecutorContext:
         max_print_chars: how much of what a step prints is kept for the model.
         sandbox_modules: top-level modules of the installed plugins (a sandbox that shares this
             machine's Python, like the local jail, makes them importable for package tools).
+        on_tool_call: called with each tool call the sandbox reports (``name``, ``started`` Unix
+            time, ``seconds``, ``ok``, ``error``), for usage records and traces; may be ``None``.
     """
 
     tenant: str
@@ -107,6 +109,7 @@ class ExecutorContext:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     max_print_chars: int = 50_000
     sandbox_modules: tuple[str, ...] = ()
+    on_tool_call: Any = field(default=None, repr=False, compare=False)
 
 
 def choose_executor(plugins: Plugins, use_docker: bool, settings: Any) -> Executor:

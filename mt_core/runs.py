@@ -69,7 +69,9 @@ class QueryResult:
     the agent used every step without calling ``final_answer``: then ``output`` is the answer
     smolagents asked the model for at the end, ``completed`` is False and ``repr`` says so.
     ``steps`` counts the agent's steps; ``trace`` holds the task and each step (model output,
-    code, observations) as smolagents records them, without the system prompt.
+    code, observations) as smolagents records them, without the system prompt. ``tool_calls``
+    lists each call of a tool, wherever it ran: ``name``, ``started`` (Unix time), ``seconds``,
+    ``ok`` and ``error``.
     """
 
     run_id: str
@@ -81,6 +83,7 @@ class QueryResult:
     executor: str
     tool_versions: dict[str, Any]
     trace: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def completed(self) -> bool:
@@ -130,6 +133,7 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
     }, quota=request.quota)
     started = time.perf_counter()
     secret = request.llm.api_key
+    tool_calls: list[dict[str, Any]] = []
     agent = model = executor = None
     try:
         model = request.provider.factory(request.llm)
@@ -137,6 +141,7 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
             tenant=request.tenant, run_id=run_id, tools=request.tools, authorized_imports=BASE_AUTHORIZED_IMPORTS,
             timeout_seconds=request.step_timeout, settings=request.settings, options=dict(request.executor_options),
             env=dict(request.sandbox_env), max_print_chars=MAX_PRINT_CHARS, sandbox_modules=request.sandbox_modules,
+            on_tool_call=tool_calls.append,
         )
         executor = request.executor.factory(context)
         agent = _assemble(request, executor, model)
@@ -165,7 +170,7 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
     )
     return QueryResult(
         run_id=run_id, output=outcome.output, status=status, usage=usage, steps=steps, duration_ms=duration_ms,
-        executor=request.executor.name, tool_versions=versions, trace=trace,
+        executor=request.executor.name, tool_versions=versions, trace=trace, tool_calls=list(tool_calls),
     )
 
 

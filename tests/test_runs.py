@@ -30,6 +30,8 @@ def test_calculator_end_to_end(calculator_setup):
     assert result.run_id.startswith("run_")
     assert result.usage["input_tokens"] > 0 and result.usage["output_tokens"] > 0
     assert result.steps == 2
+    assert [(c["name"], c["ok"]) for c in result.tool_calls] == [("calculator", True)]  # timed in the sandbox
+    assert 0 <= result.tool_calls[0]["seconds"] < 5
     assert [step["step_number"] for step in result.trace if "step_number" in step] == [1, 2]
     assert "system_prompt" not in repr(result.trace)
 

@@ -74,13 +74,15 @@ class InProcessExecutor(PythonExecutor):
         self.state = self.inner.state
         self._specs = {spec.name: spec for spec in context.tools}
         self._built: dict[str, Any] | None = None
+        self._calls: list[dict[str, Any]] = []
 
     def _tools(self) -> dict[str, Any]:
         if self._built is None:
-            from .session import build
+            from .session import build, timed
 
             self._built = {
-                name: spec.host_tool.build(dict(spec.init_kwargs)) if spec.runs_in_host else build(spec.wire())
+                name: timed(spec.host_tool.build(dict(spec.init_kwargs)) if spec.runs_in_host else build(spec.wire()),
+                            self._calls)
                 for name, spec in self._specs.items()
             }
         return self._built
@@ -95,12 +97,27 @@ class InProcessExecutor(PythonExecutor):
         self.inner.send_variables(variables)
 
     def __call__(self, code_action: str) -> CodeOutput:
-        return self.inner(code_action)
+        try:
+            return self.inner(code_action)
+        finally:
+            self._report()
 
     def call_tool(self, name: str, arguments: Any) -> Any:
         tool = self._tools()[name]
-        return tool(**arguments, sanitize_inputs_outputs=True) if isinstance(arguments, dict) else tool(
-            arguments, sanitize_inputs_outputs=True)
+        try:
+            return tool(**arguments, sanitize_inputs_outputs=True) if isinstance(arguments, dict) else tool(
+                arguments, sanitize_inputs_outputs=True)
+        finally:
+            self._report()
+
+    def _report(self) -> None:
+        from .session import drain_tool_calls
+
+        calls = drain_tool_calls(self._calls)
+        report = self.context.on_tool_call
+        for call in calls:
+            if report is not None and call["name"] in self._specs:
+                report(call)
 
     def cleanup(self) -> None:
         self._built = None

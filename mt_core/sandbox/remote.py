@@ -45,6 +45,7 @@ class RemoteExecutor(PythonExecutor):
         self._specs = {spec.name: spec for spec in context.tools}
         self._tools_sent = False
         self._host_tools: dict[str, Any] = {}
+        self._host_calls: list[dict[str, Any]] = []
 
     # -- transport -----------------------------------------------------------------------------
 
@@ -64,8 +65,29 @@ class RemoteExecutor(PythonExecutor):
             reply = self.receive(deadline)
             call = reply.get("host_call")
             if not isinstance(call, dict):
+                self._report_tool_calls(reply.get("tool_calls"))
                 return reply
             self.send(self._answer_host_call(call), deadline)
+
+    def _report_tool_calls(self, calls: Any) -> None:
+        """Hand the tool calls a reply lists to ``context.on_tool_call``: only well-formed records of
+        this run's tools (what the sandbox says is tenant-controlled)."""
+        report = getattr(self.context, "on_tool_call", None)
+        if report is None or not isinstance(calls, list):
+            return
+        for call in calls[:1000]:
+            if not isinstance(call, dict) or call.get("name") not in self._specs:
+                continue
+            try:
+                record = {"name": str(call["name"]), "started": float(call["started"]),
+                          "seconds": max(0.0, float(call["seconds"])), "ok": bool(call["ok"]),
+                          "error": None if call.get("ok") else str(call.get("error") or "")[:500]}
+            except (KeyError, TypeError, ValueError):
+                continue
+            try:
+                report(record)
+            except Exception:  # noqa: BLE001 - a recorder never breaks a run
+                logger.debug("tool call recorder failed", exc_info=True)
 
     def _answer_host_call(self, call: dict[str, Any]) -> dict[str, Any]:
         from .session import failure, portable
@@ -81,12 +103,17 @@ class RemoteExecutor(PythonExecutor):
 
     def call_host_tool(self, spec: Any, arguments: Any) -> Any:
         """Call a tool that runs in this process (built once per run with its tenant's settings)."""
+        from .session import drain_tool_calls, timed
+
         tool = self._host_tools.get(spec.name)
         if tool is None:
-            tool = self._host_tools[spec.name] = spec.host_tool.build(dict(spec.init_kwargs))
-        if isinstance(arguments, dict):
-            return tool(**arguments, sanitize_inputs_outputs=True)
-        return tool(arguments, sanitize_inputs_outputs=True)
+            tool = self._host_tools[spec.name] = timed(spec.host_tool.build(dict(spec.init_kwargs)), self._host_calls)
+        try:
+            if isinstance(arguments, dict):
+                return tool(**arguments, sanitize_inputs_outputs=True)
+            return tool(arguments, sanitize_inputs_outputs=True)
+        finally:
+            self._report_tool_calls(drain_tool_calls(self._host_calls))
 
     def close(self) -> None:
         """Stop the sandbox process (idempotent)."""

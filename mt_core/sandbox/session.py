@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 MAX_OUTPUT_CHARS = 65_536  # a value sent back; larger ones are cut (the host caps replies as well)
 MAX_ERROR_CHARS = 8_192
+MAX_TOOL_CALLS = 1_000  # per reply; more are counted but not itemised
 
 
 def _loader() -> Any:
@@ -82,7 +83,7 @@ class Session:
 
             tools: dict[str, Any] = {"final_answer": FinalAnswerTool()}
             for spec in request.get("tools") or []:
-                tools[spec["name"]] = build(spec)
+                tools[spec["name"]] = timed(build(spec))
             self.tools = tools
             self._ensure_executor().send_tools(tools)
             return {"ok": True, "tools": sorted(tools)}
@@ -96,11 +97,12 @@ class Session:
             try:
                 result = executor(request["code"])
             except Exception as exc:  # noqa: BLE001 - every failure of the step is the model's to see
-                return failure(exc, str(executor.state.get("_print_outputs", "")))
+                return {**failure(exc, str(executor.state.get("_print_outputs", ""))), "tool_calls": drain_tool_calls()}
             output, is_repr = portable(result.output)
             return {
                 "ok": True, "output": output, "output_is_repr": is_repr,
                 "logs": _cut(str(result.logs)), "is_final_answer": bool(result.is_final_answer),
+                "tool_calls": drain_tool_calls(),
             }
         if op == "call":
             tool = self.tools.get(request.get("name"))
@@ -113,15 +115,52 @@ class Session:
                 else:
                     value = tool(arguments, sanitize_inputs_outputs=True)
             except Exception as exc:  # noqa: BLE001
-                return failure(exc)
+                return {**failure(exc), "tool_calls": drain_tool_calls()}
             output, is_repr = portable(value)
-            return {"ok": True, "output": output, "output_is_repr": is_repr}
+            return {"ok": True, "output": output, "output_is_repr": is_repr, "tool_calls": drain_tool_calls()}
         if op == "validate":
             return validate(request)
         return {"ok": False, "error": f"unknown op {op!r}", "error_type": "ProtocolError"}
 
 
 _channel: tuple[TextIO, TextIO] | None = None  # (requests, replies) of the session being served
+_tool_calls: list[dict[str, Any]] = []  # made since the last reply
+
+
+def timed(tool: Any, sink: list[dict[str, Any]] | None = None) -> Any:
+    """``tool`` with each call recorded (name, start, duration, outcome) in ``sink`` (default: for
+    the session's next reply)."""
+    import time
+
+    forward = tool.forward
+    calls = _tool_calls if sink is None else sink
+
+    def recorded_forward(*args: Any, **kwargs: Any) -> Any:
+        started, clock = time.time(), time.perf_counter()
+        try:
+            value = forward(*args, **kwargs)
+        except BaseException as exc:
+            _record(calls, tool.name, started, time.perf_counter() - clock, f"{type(exc).__name__}: {exc}")
+            raise
+        _record(calls, tool.name, started, time.perf_counter() - clock, None)
+        return value
+
+    tool.forward = recorded_forward
+    return tool
+
+
+def _record(calls: list[dict[str, Any]], name: str, started: float, seconds: float, error: str | None) -> None:
+    if len(calls) < MAX_TOOL_CALLS:
+        calls.append({"name": name, "started": started, "seconds": round(seconds, 6), "ok": error is None,
+                            "error": None if error is None else error[:500]})
+
+
+def drain_tool_calls(sink: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The tool calls recorded (in ``sink``, default the session's) since the last call, oldest first."""
+    source = _tool_calls if sink is None else sink
+    calls = list(source)
+    source.clear()
+    return calls
 
 
 def host_call(name: str, arguments: Any) -> Any:
