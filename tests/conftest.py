@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,24 @@ from mt_core.testing import CALCULATOR_SOURCE as CALCULATOR
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
 DOCKER_SKIP_PREFIX = "Docker sandbox tests skipped: "
+JAIL_SKIP_PREFIX = "Local jail tests skipped: "
+
+
+def _jail_reason() -> str | None:
+    from mt_core.sandbox.jail import unavailable_reason
+
+    return unavailable_reason()
+
+
+# Tenant code runs in the local jail, which needs bubblewrap. Where it cannot run (a fresh machine
+# without bwrap), the suite still runs, with tenant code in-process (MT_ALLOW_IN_PROCESS's
+# executor), and the tests of the jail itself skip, reported in one line. CI installs bubblewrap
+# and sets MT_REQUIRE_SANDBOX=1: there a missing jail fails the run.
+JAIL_REASON = _jail_reason()
+if JAIL_REASON is not None and os.environ.get("MT_REQUIRE_SANDBOX") == "1":
+    raise pytest.UsageError(f"MT_REQUIRE_SANDBOX=1 but the local jail cannot run: {JAIL_REASON}")
+LOCAL_EXECUTOR = "local" if JAIL_REASON is None else "in-process"
+requires_jail = pytest.mark.skipif(JAIL_REASON is not None, reason=f"{JAIL_SKIP_PREFIX}{JAIL_REASON}")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -25,6 +44,8 @@ def pytest_runtest_makereport(item, call):
     longrepr = report.longrepr
     if report.skipped and isinstance(longrepr, tuple) and DOCKER_SKIP_PREFIX in str(longrepr[2]):
         report.longrepr = ("tests/docker/docker_support.py", 1, longrepr[2])
+    if report.skipped and isinstance(longrepr, tuple) and JAIL_SKIP_PREFIX in str(longrepr[2]):
+        report.longrepr = ("tests/conftest.py", 1, longrepr[2])
 
 
 # The scripted LLM servers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
@@ -36,6 +57,7 @@ def make_settings(home: Path, **overrides: object) -> Settings:
     requests allowed to reach 127.0.0.0/8 (where the scripted servers listen) unless overridden."""
     values: dict[str, object] = {
         "home": home, "master_key": generate_master_key(), "load_plugins": (), "llm_allowed_networks": LOOPBACK,
+        "allow_in_process": JAIL_REASON is not None,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from conftest import API_KEY, CALCULATOR, make_settings
+from conftest import API_KEY, CALCULATOR, make_settings, LOCAL_EXECUTOR
 from mt_core import MTCore, NotFoundError, RunError, SandboxFallbackWarning, ValidationError
 from mt_core.testing import message_text
 
@@ -22,11 +22,11 @@ def run(acme, tool_ids, llm_id, query="What is 25 multiplied by 16?", **kwargs):
 
 def test_calculator_end_to_end(calculator_setup):
     acme, server, tool_id, llm_id = calculator_setup
-    with pytest.warns(SandboxFallbackWarning, match="Docker sandbox is unavailable .*running in the local executor"):
+    with pytest.warns(SandboxFallbackWarning, match=f"Docker sandbox is unavailable .*running in the {LOCAL_EXECUTOR} executor"):
         result = acme.run_query(tool_ids=[tool_id], llm_id=llm_id, query="What is 25 multiplied by 16?")
 
     assert str(result) == "400" and result.output == "400"
-    assert result.status == "succeeded" and result.executor == "local"
+    assert result.status == "succeeded" and result.executor == LOCAL_EXECUTOR
     assert result.run_id.startswith("run_")
     assert result.usage["input_tokens"] > 0 and result.usage["output_tokens"] > 0
     assert result.steps == 2
@@ -51,7 +51,7 @@ def test_calculator_end_to_end(calculator_setup):
     assert record["status"] == "succeeded" and record["output"] == "400"
     assert record["tool_ids"] == [tool_id] and record["llm_id"] == llm_id
     assert record["input_tokens"] == result.usage["input_tokens"]
-    assert record["executor"] == "local" and record["agent_type"] == "code"
+    assert record["executor"] == LOCAL_EXECUTOR and record["agent_type"] == "code"
     assert record["duration_ms"] >= 0 and record["finished_at"] >= record["started_at"]
     assert record["error"] is None
     assert [r["id"] for r in acme.get_runs()] == [result.run_id]
@@ -77,7 +77,7 @@ def test_tool_calling_agent(core, llm_server):
         warnings.simplefilter("error")  # no warning that tools run in this process: they run in the jail
         result = acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?", agent_type="tool_calling",
                                 use_docker=False)
-    assert str(result) == "400" and result.executor == "local"
+    assert str(result) == "400" and result.executor == LOCAL_EXECUTOR
     assert acme.get_run(result.run_id)["agent_type"] == "tool_calling"
     # the tool's observation reached the model
     assert "400" in json.dumps(server.requests[1]["body"]["messages"])

@@ -9,7 +9,7 @@ from importlib import metadata
 
 import pytest
 
-from conftest import API_KEY, CALCULATOR, make_settings
+from conftest import API_KEY, CALCULATOR, make_settings, LOCAL_EXECUTOR
 from mt_core import MTCore, SandboxFallbackWarning, SandboxUnavailableError, Settings, ValidationError
 from mt_core.secrets import generate_master_key
 
@@ -67,9 +67,9 @@ def test_without_the_plugin_the_error_names_the_package(tmp_path, llm_server, mo
 def test_default_falls_back_with_a_warning_that_names_the_setting(core, llm_server):
     acme = core.tenant("acme")
     llm_id = acme.add_llm(base_url=llm_server(["<code>final_answer(1)</code>"]).base_url, api_key=API_KEY, model_name="m")
-    with pytest.warns(SandboxFallbackWarning, match=r"running in the local executor instead \(MT_DOCKER_FALLBACK=error"
-                       r" refuses instead\)"):
-        assert acme.run_query([], llm_id, "1?").executor == "local"
+    with pytest.warns(SandboxFallbackWarning, match=rf"running in the {LOCAL_EXECUTOR} executor instead"
+                       r" \(MT_DOCKER_FALLBACK=error refuses instead\)"):
+        assert acme.run_query([], llm_id, "1?").executor == LOCAL_EXECUTOR
 
 
 def test_the_setting_is_read_and_checked(monkeypatch):

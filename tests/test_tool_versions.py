@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from conftest import API_KEY, CALCULATOR
+from conftest import API_KEY, CALCULATOR, requires_jail
 from mt_core import NotFoundError, ToolValidationError
 
 GREETER_V1 = '''
@@ -114,6 +114,7 @@ def test_versions_are_isolated_between_tenants(core):
         acme.get_tool(tool_id, version=1)
 
 
+@requires_jail  # in-process tools cannot have environment variables of their own
 def test_settings_and_secrets_reach_the_tool_and_nobody_else(core, llm_server, caplog):
     caplog.set_level(logging.DEBUG)
     acme, globex = core.tenant("acme"), core.tenant("globex")
@@ -147,6 +148,7 @@ def test_settings_and_secrets_reach_the_tool_and_nobody_else(core, llm_server, c
         assert SECRET not in text and SECRET[5:-2] not in text, f"the tool secret leaked into {where}"
 
 
+@requires_jail
 def test_a_tool_error_never_shows_its_secret(core):
     leaky = "import os\nraise RuntimeError('key is ' + os.environ['WEATHER_API_KEY'])\n" + CALCULATOR
     with pytest.raises(ToolValidationError) as caught:

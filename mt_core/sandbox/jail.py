@@ -92,7 +92,7 @@ def unavailable_reason() -> str | None:
 def _probe() -> str | None:
     if sys.platform != "linux":
         return f"the local jail needs Linux namespaces (this is {sys.platform}); {INSTALL_HINT}"
-    bwrap = shutil.which("bwrap")
+    bwrap = bwrap_path()
     if bwrap is None:
         return f"bubblewrap (bwrap) is not installed; {INSTALL_HINT}"
     command = [bwrap, *_namespace_flags(), "--ro-bind", "/", "/", "--", "/bin/true"]
@@ -103,6 +103,14 @@ def _probe() -> str | None:
     if done.returncode != 0:
         return f"bubblewrap cannot create namespaces here ({done.stderr.strip()[:200]}); {INSTALL_HINT}"
     return None
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap binary: ``MT_BWRAP`` when set (an operator's own build), else ``bwrap`` on PATH."""
+    configured = os.environ.get("MT_BWRAP")
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    return shutil.which("bwrap")
 
 
 def _namespace_flags() -> list[str]:
@@ -166,7 +174,7 @@ def _paths_to_bind(modules: list[str]) -> list[Path]:
 def bwrap_command(*, hidden: list[Path], modules: list[str], control_fd: int) -> list[str]:
     """The bubblewrap command line that starts a jail's fork server; ``modules`` are the entry
     points (``module:attr``) of the plugins whose package tools runs may use."""
-    args = [shutil.which("bwrap") or "bwrap", *_namespace_flags(), "--clearenv"]
+    args = [bwrap_path() or "bwrap", *_namespace_flags(), "--clearenv"]
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MT_JAIL_PLUGINS": ",".join(modules)}
     paths = [str(path) for path in _site_dirs()] + [str(path.parent) for path in _module_dirs(modules)]

@@ -128,10 +128,13 @@ _tool_calls: list[dict[str, Any]] = []  # made since the last reply
 
 
 def timed(tool: Any, sink: list[dict[str, Any]] | None = None) -> Any:
-    """``tool`` with each call recorded (name, start, duration, outcome) in ``sink`` (default: for
-    the session's next reply)."""
+    """A copy of ``tool`` with each call recorded (name, start, duration, outcome) in ``sink``
+    (default: for the session's next reply). The copy leaves a shared instance (a package tool
+    registered as an instance) as it was."""
+    import copy
     import time
 
+    tool = copy.copy(tool)
     forward = tool.forward
     calls = _tool_calls if sink is None else sink
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import API_KEY, make_settings
+from conftest import API_KEY, make_settings, LOCAL_EXECUTOR
 from docker_support import (  # noqa: F401 - fixtures
     assert_no_sandbox_left, context, docker_core, labelled_containers, sandbox, sandbox_image,
 )
@@ -133,9 +133,9 @@ def test_fallback_when_the_daemon_is_unreachable(tmp_path, llm_server, monkeypat
     assert str(caught[0].message).startswith(
         f"use_docker=True but the Docker sandbox is unavailable (the Docker daemon is not reachable at unix://{dead}:"
     )
-    assert "running in the local executor instead (MT_DOCKER_FALLBACK=error" in str(caught[0].message)
-    assert result.output == 42 and result.executor == "local"
-    assert acme.get_run(result.run_id)["executor"] == "local"
+    assert f"running in the {LOCAL_EXECUTOR} executor instead (MT_DOCKER_FALLBACK=error" in str(caught[0].message)
+    assert result.output == 42 and result.executor == LOCAL_EXECUTOR
+    assert acme.get_run(result.run_id)["executor"] == LOCAL_EXECUTOR
 
 
 def test_fallback_when_the_base_image_is_missing(sandbox, tmp_path, llm_server, monkeypatch):
@@ -146,12 +146,12 @@ def test_fallback_when_the_base_image_is_missing(sandbox, tmp_path, llm_server, 
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
     with pytest.warns(SandboxFallbackWarning, match="base image 'mt-no-such-image:never' is not present"):
         result = acme.run_query([], llm_id, "compute")
-    assert result.executor == "local"
+    assert result.executor == LOCAL_EXECUTOR
     # use_docker=False forces local, without a warning, even with Docker available
     monkeypatch.setenv("DOCKER_IMAGE", sandbox)
     with warnings.catch_warnings():
         warnings.simplefilter("error", SandboxFallbackWarning)
-        assert acme.run_query([], llm_id, "compute", use_docker=False).executor == "local"
+        assert acme.run_query([], llm_id, "compute", use_docker=False).executor == LOCAL_EXECUTOR
 
 
 def test_sandbox_build_command_rejects_invalid_requirements_first(sandbox, monkeypatch, tmp_path):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT, make_settings
+from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT, make_settings, requires_jail
 from escapes import DORMANT_BODY, GENERATOR_ESCAPE, Listener, as_tool, probes, processes_with
 from mt_core import MTCore, QuotaExceededError, RunError, ToolValidationError
 
-pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning"), requires_jail]
 
 VICTIM_KEY = "sk-victim-0123456789abcdefSECRET"
 STEP_TIMEOUT = 3.0

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import API_KEY, make_settings
+from conftest import API_KEY, make_settings, requires_jail
 from mt_core import LLMConfigError, MTCore, RunError, ValidationError
 
 pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
@@ -130,6 +130,7 @@ print(json.dumps({{"output": str(result), "growth_kib": after - before,
 '''
 
 
+@requires_jail
 def test_what_sandboxed_code_prints_does_not_grow_the_service(tmp_path):
     """150 MB printed by tenant code: the service's peak memory grows by far less than 100 MB."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
