@@ -13,7 +13,7 @@ LITELLM_VENV := .venv-litellm
 $(STAMP): pyproject.toml plugins/mt-docker/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]" -e plugins/mt-docker
+	$(BIN)/python -m pip install --quiet -e ".[test,postgres]" -e plugins/mt-docker
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -25,7 +25,7 @@ _EXPORTS = {
     "MTError": "errors", "ValidationError": "errors", "TenantError": "errors",
     "ToolValidationError": "errors", "LLMConfigError": "errors", "NotFoundError": "errors",
     "ConflictError": "errors", "QuotaExceededError": "errors", "RunError": "errors",
-    "SecretError": "errors", "PluginError": "errors",
+    "SecretError": "errors", "PluginError": "errors", "DatabaseError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import ValidationError
 
 HOUR = 3600.0
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -30,6 +31,9 @@ class Settings:
 
     Args:
         home: the data directory: database, tool files, key file (``MT_HOME``, default ``./.mt``).
+        database_url: where the database is (``MT_DATABASE_URL``): unset for ``<home>/mt.db``,
+            ``sqlite:///path`` (``sqlite:////abs/path``) for another SQLite file, or
+            ``postgresql://user:password@host:port/dbname`` for PostgreSQL (the ``postgres`` extra).
         master_key: base64 of 32 bytes from which per-tenant encryption keys are derived
             (``MT_MASTER_KEY``); when unset a key file is generated under ``home``.
         previous_master_keys: keys still accepted for reading during a rotation (``MT_MASTER_KEY_PREVIOUS``).
@@ -53,6 +57,7 @@ class Settings:
     """
 
     home: Path = field(default_factory=lambda: Path(".mt"))
+    database_url: str | None = field(default=None, repr=False)
     master_key: str | None = field(default=None, repr=False)
     previous_master_keys: tuple[str, ...] = field(default=(), repr=False)
     load_plugins: tuple[str, ...] | None = None
@@ -72,6 +77,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
+        if self.database_url is not None and not str(self.database_url).startswith(DATABASE_SCHEMES):
+            raise ValidationError("database_url", "must start with sqlite:/// or postgresql:// (MT_DATABASE_URL)")
         if self.load_plugins is not None:
             object.__setattr__(self, "load_plugins", tuple(self.load_plugins))
         for name in ("llm_timeout", "max_step_timeout", "tool_check_timeout"):
@@ -81,6 +88,20 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "max_llm_retries" else 1):
                 raise ValidationError(name, f"must be a positive integer (got {value!r})")
+
+    @property
+    def database(self) -> str:
+        """The database location :func:`~mt_core.storage.open_storage` takes: the URL, or ``<home>/mt.db``."""
+        return self.database_url or str(self.home / "mt.db")
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite database file, or ``None`` on PostgreSQL (what the local jail must not see)."""
+        if self.database_url is None:
+            return self.home / "mt.db"
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url[len("sqlite:///"):])
+        return None
 
     @classmethod
     def names(cls) -> list[str]:
@@ -117,6 +138,7 @@ class Settings:
 
         values: dict[str, object] = {
             "home": Path(env.get("MT_HOME") or ".mt"),
+            "database_url": env.get("MT_DATABASE_URL") or None,
             "master_key": env.get("MT_MASTER_KEY") or None,
             "previous_master_keys": tuple(_split_list(env.get("MT_MASTER_KEY_PREVIOUS"))),
             "load_plugins": None if load is None else tuple(_split_list(load)),

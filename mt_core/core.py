@@ -36,12 +36,17 @@ class MTCore:
     Args:
         home: data directory; defaults to ``MT_HOME`` or ``./.mt``.
         settings: full settings; by default read from the environment and ``.env``.
+        database_url: the database (``MT_DATABASE_URL``): ``sqlite:///path`` or ``postgresql://...``;
+            by default ``<home>/mt.db``.
     """
 
-    def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None,
+                 database_url: str | None = None) -> None:
         base = settings or Settings.from_env()
         if home is not None:
             base = Settings(**{**base.__dict__, "home": Path(home)})
+        if database_url is not None:
+            base = Settings(**{**base.__dict__, "database_url": database_url})
         self.settings = base
         self._lock = threading.RLock()  # lazy parts nest (the tools need storage and plugins)
         self._storage: Storage | None = None
@@ -73,7 +78,7 @@ class MTCore:
     @property
     def storage(self) -> Storage:
         """The database (opened and migrated on first use)."""
-        return self._once("_storage", lambda: open_storage(self.home / "mt.db"))
+        return self._once("_storage", lambda: open_storage(self.settings.database))
 
     @property
     def plugins(self) -> Plugins:
