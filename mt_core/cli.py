@@ -194,6 +194,25 @@ def keys_rotate() -> None:
     click.echo(f"rotated {counts['rotated']} secrets ({counts['skipped']} changed meanwhile and were left as they were)")
 
 
+@cli.group()
+def db() -> None:
+    """The database (SQLite or PostgreSQL)."""
+
+
+@db.command("copy")
+@click.option("--from", "source", required=True, help="The database to copy: sqlite:///path or postgresql://...")
+@click.option("--to", "target", required=True, help="The database to copy into (migrated first).")
+@click.option("--into-non-empty", is_flag=True, help="Copy into a database that holds data (rows with the same"
+              " keys are overwritten).")
+def db_copy(source: str, target: str, into_non_empty: bool) -> None:
+    """Copy a whole installation between databases and verify it (counts, every key decrypts with
+    this installation's master key: MT_MASTER_KEY or MT_HOME/master.key). Safe to run again."""
+    from .storage.copy import copy_databases
+
+    report = copy_databases(source, target, get_core().settings, into_non_empty=into_non_empty)
+    click.echo("\n".join(report.lines()))
+
+
 def main() -> None:
     """Entry point of the ``mt`` console script: add plugin commands, run, report errors cleanly."""
     try:

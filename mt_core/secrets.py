@@ -55,6 +55,14 @@ def load_or_create_master_key(home: Path, configured: str | None) -> bytes:
     return decode_master_key(path.read_text())
 
 
+def read_master_key(home: Path, configured: str | None) -> bytes | None:
+    """The master key if there is one (``MT_MASTER_KEY``, else ``<home>/master.key``); never creates one."""
+    if configured:
+        return decode_master_key(configured)
+    path = home / KEY_FILE_NAME
+    return decode_master_key(path.read_text()) if path.is_file() else None
+
+
 class SecretBox:
     """Encrypts and decrypts short secrets for one master key.
 

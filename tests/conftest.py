@@ -185,3 +185,19 @@ def decrypted(core, tenant: str, llm_id: str):
     ``mt_core`` module, for its default installation)."""
     installation = core.get_core() if hasattr(core, "get_core") else core
     return installation.llms.resolve(tenant, llm_id)[0]
+
+
+def raw_sql(core: MTCore, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run ``sql`` (``?`` placeholders) on an installation's database behind mt-core's back, as an
+    attacker with database access would; the rows as tuples."""
+    url = core.settings.database_url
+    if url and url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            cursor = conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+    import sqlite3
+
+    with sqlite3.connect(core.settings.database_path) as conn:  # type: ignore[arg-type]
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]

@@ -14,7 +14,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import API_KEY, CALCULATOR, make_settings
+from conftest import API_KEY, CALCULATOR, current_backend, make_settings
 from mt_core import MTCore, NotFoundError, ValidationError, hookimpl
 from mt_core.testing import ScriptedLLMServer
 from plugin_installs import BROKEN_PLUGINS, EXAMPLE_TOOLS, ROOT, pip_install, write_distribution
@@ -184,7 +184,8 @@ def test_example_package_passes_its_own_tests_when_installed(installed):
 
 
 def test_mt_plugins_shows_loaded_and_failed_plugins(installed):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), *sys.path]), "MT_HOME": str(installed / "home")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), *sys.path]),
+           **current_backend().env(installed / "home")}
     env.pop("MT_LOAD_PLUGINS", None)
     table = subprocess.run([sys.executable, "-m", "mt_core", "plugins"], env=env, capture_output=True, text=True)
     assert table.returncode == 0, table.stderr
