@@ -297,3 +297,33 @@ def test_stale_runs_stop_counting_and_are_marked_failed_when_the_tenant_starts_a
                       quota=quota)
     assert raw_sql(core, "SELECT status FROM runs WHERE id = 'run_g'") == [("running",)]
     assert core.tenant("globex").get_runs()[0]["status"] == "failed"
+
+
+@pytest.mark.backends("postgresql")
+def test_serialization_failures_and_deadlocks_are_retried_inside_the_storage_layer(core):
+    from psycopg import errors
+
+    from mt_core.storage.postgresql import RETRIES
+
+    calls: list[int] = []
+
+    def body(tx):  # what a write does, losing to a concurrent transaction twice
+        calls.append(1)
+        tx.run("INSERT INTO tenants (id, created_at) VALUES (?, 'now')", (f"attempt-{len(calls)}",))
+        if len(calls) == 1:
+            raise errors.SerializationFailure("could not serialize access due to concurrent update")
+        if len(calls) == 2:
+            raise errors.DeadlockDetected("deadlock detected")
+        return "written"
+
+    assert core.storage._write(body) == "written"
+    assert raw_sql(core, "SELECT id FROM tenants") == [("attempt-3",)]  # the failed attempts left nothing
+
+    def always(tx):
+        calls.append(1)
+        raise errors.DeadlockDetected("deadlock detected")
+
+    calls.clear()
+    with pytest.raises(errors.DeadlockDetected):
+        core.storage._write(always)
+    assert len(calls) == RETRIES  # bounded

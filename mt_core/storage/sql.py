@@ -43,7 +43,7 @@ _RUN_COLUMNS = (
 )
 _RUNNING = (
     "SELECT id, started_at, deadline, owner_host, owner_boot_id, owner_pid, owner_start_time FROM runs"
-    " WHERE tenant_id = ? AND status = 'running'"
+    " WHERE tenant_id = ? AND status = 'running' ORDER BY id"  # one order: concurrent markers never deadlock
 )
 
 
