@@ -39,7 +39,10 @@ def tenant_name(index: int) -> str:
     return f"tenant-{index:04d}"
 
 
-def copies(template: dict[str, list[dict[str, Any]]], skip: set[tuple[str, str]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+Batch = tuple[str, list[dict[str, Any]]]
+
+
+def copies(template: dict[str, list[dict[str, Any]]], skip: set[tuple[str, str]]) -> Iterator[Batch]:
     """Batches of rows for every benchmark tool not stored yet: copies of one stored tool."""
     from mt_core.ids import new_id
     from mt_core.storage import utcnow
@@ -138,7 +141,8 @@ def measure(home: Path, database_url: str | None, quick: bool) -> list[Row]:
             f"{sample / add_seconds:.2f}/s", "", "", "", "info",
             {"calls": sample, "seconds": add_seconds, "per_call_seconds": add_seconds / sample}),
         Row(NAME, f"{dialect}: bulk load of the other {bulk_rows:,} tools (storage import_rows, one transaction)",
-            f"{bulk_rows / bulk_seconds:,.0f} tools/s", "", "", "", "info", {"rows": bulk_rows, "seconds": bulk_seconds}),
+            f"{bulk_rows / bulk_seconds:,.0f} tools/s", "", "", "", "info",
+            {"rows": bulk_rows, "seconds": bulk_seconds}),
         Row(NAME, f"{dialect}: database size ({total:,} tools of {len(TOOL_SOURCE)} bytes of source each)",
             f"{size / 1e6:.1f} MB", "", "", "", "info", {"bytes": size, "bytes_per_tool": size / total}),
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 # A run recorded before owners were (schema version 6) is given its start plus this much.

@@ -22,10 +22,11 @@ TEMPLATE = "mt_template"
 def find_bindir() -> Path | None:
     """Where ``initdb`` and ``postgres`` are: ``MT_PG_BIN``, Debian's newest, or ``pg_config --bindir``."""
     configured = os.environ.get("MT_PG_BIN")
-    candidates = [configured] if configured else sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
-        reverse=True,
-    )
+    def major(folder: str) -> int:
+        name = Path(folder).parent.name
+        return int(name) if name.isdigit() else 0
+
+    candidates = [configured] if configured else sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True)
     if not configured and shutil.which("pg_config"):
         out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
         candidates.append(out.stdout.strip())
@@ -64,7 +65,8 @@ class PostgresServer:
                 [str(self.bindir / "postgres"), "-D", str(data), "-k", str(self.root), "-c", "listen_addresses=",
                  "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                  "-c", "max_connections=500", "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning"],
-                stdout=output, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True, **self._as,  # type: ignore[arg-type]
+                stdout=output, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
+                **self._as,  # type: ignore[arg-type]
             )
         deadline = time.monotonic() + timeout
         while not self._ready():
@@ -77,7 +79,8 @@ class PostgresServer:
         return self
 
     def _run(self, command: list[str]) -> None:
-        out = subprocess.run(command, capture_output=True, text=True, cwd=self.root, **self._as)  # type: ignore[arg-type]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=self.root,
+                             **self._as)  # type: ignore[arg-type]
         if out.returncode != 0:
             raise RuntimeError(f"{command[0]} failed: {out.stdout}\n{out.stderr}")
 

@@ -70,7 +70,8 @@ def test_copy_sqlite_to_postgresql_then_run_again(installation, backend, tmp_pat
     target = MTCore(settings=make_settings(tmp_path / "machine-b", master_key=key, database_url=url))
     assert snapshot(target) == snapshot(source)  # every row of every table, byte for byte
     acme = target.tenant("acme")
-    assert acme.get_tool(tool_id)["version"] == 2 and acme.get_tool(tool_id, 1)["description"] == "Evaluates arithmetic."
+    assert acme.get_tool(tool_id)["version"] == 2
+    assert acme.get_tool(tool_id, 1)["description"] == "Evaluates arithmetic."
     assert acme.get_tool(tool_id)["code"] == CALCULATOR
     assert decrypted(target, "acme", llm_id).api_key == API_KEY
     assert target.tools.resolve("acme", [tool_id])[0].env == {"CALC_TOKEN": TOOL_SECRET}

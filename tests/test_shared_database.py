@@ -27,8 +27,9 @@ from plugin_installs import pip_install, write_distribution
 
 PROCESSES, THREADS = 4, 8
 LIMITS = {"max_tools": 10, "max_llms": 12, "max_concurrent_runs": 5, "runs_per_minute": 40}
-VERSION_ROW = {"description": "d", "kind": "function", "entry": "f", "source": "def f(): ...", "source_sha256": "0" * 64,
-               "inputs": {}, "output_type": "string", "output_schema": None, "dependencies": [], "settings": {}}
+VERSION_ROW = {"description": "d", "kind": "function", "entry": "f", "source": "def f(): ...",
+               "source_sha256": "0" * 64, "inputs": {}, "output_type": "string", "output_schema": None,
+               "dependencies": [], "settings": {}}
 
 
 @pytest.mark.backends("postgresql")
@@ -81,8 +82,9 @@ def _hammer(url: str | None, home: str, master_key: str, process: int, report: s
         for n in range(6):
             tag = f"p{process}-t{thread}-{n}"
             steps = [
-                ("tools", lambda: storage.add_tool("shared", f"tool_{tag}", f"tool_{tag}", {**VERSION_ROW, "created_at": utcnow()},
-                                                   [], max_tools=LIMITS["max_tools"])),
+                ("tools", lambda: storage.add_tool("shared", f"tool_{tag}", f"tool_{tag}",
+                                                   {**VERSION_ROW, "created_at": utcnow()}, [],
+                                                   max_tools=LIMITS["max_tools"])),
                 ("llms", lambda: shared.add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="m",
                                                 llm_name=f"llm-{tag}")),
                 ("runs", lambda: run_once(tag)),
@@ -138,7 +140,8 @@ def test_limits_hold_across_processes_and_threads(tmp_path):
 
     def monitor() -> None:  # every committed state: at most max_concurrent_runs runs of the tenant running
         while not done.is_set():
-            samples.append(raw_sql(core, "SELECT COUNT(*) FROM runs WHERE tenant_id = 'shared' AND status = 'running'")[0][0])
+            samples.append(raw_sql(core, "SELECT COUNT(*) FROM runs WHERE tenant_id = 'shared'"
+                                         " AND status = 'running'")[0][0])
 
     watcher = threading.Thread(target=monitor)
     for worker in workers:
@@ -173,16 +176,24 @@ def probe_sites(tmp_path_factory) -> dict[str, Path]:
     return {name: _probe_plugin(folder, name) for name in ("alpha", "beta")}
 
 
-def _probe_plugin(tmp_path: Path, name: str) -> Path:
+@pytest.fixture(scope="module")
+def gamma_sites(tmp_path_factory) -> dict[str, Path]:
+    """mt-gamma 1.0 and 2.0 (one tool, gamma, described differently), each in its own folder."""
+    folder = tmp_path_factory.mktemp("gamma")
+    return {version: _probe_plugin(folder, "gamma", version) for version in ("1.0", "2.0")}
+
+
+def _probe_plugin(tmp_path: Path, name: str, version: str = "1.0") -> Path:
     """A plugin distribution registering one tool ``name``, pip-installed into its own folder."""
     source = (
         "from smolagents import tool\nfrom mt_core import hookimpl\n\n"
         f"@tool\ndef {name}(text: str) -> str:\n"
-        f'    """The {name} tool.\n\n    Args:\n        text: any text.\n    """\n    return text\n\n'
+        f'    """The {name} tool, version {version}.\n\n'
+        '    Args:\n        text: any text.\n    """\n    return text\n\n'
         f"@hookimpl\ndef mt_register_tools(register):\n    register({name})\n"
     )
-    project = write_distribution(tmp_path / f"src-{name}", f"mt-{name}", "1.0", source)
-    site = tmp_path / f"site-{name}"
+    project = write_distribution(tmp_path / f"src-{name}-{version}", f"mt-{name}", version, source)
+    site = tmp_path / f"site-{name}-{version}"
     pip_install(site, project)
     return site
 
@@ -327,3 +338,37 @@ def test_serialization_failures_and_deadlocks_are_retried_inside_the_storage_lay
     with pytest.raises(errors.DeadlockDetected):
         core.storage._write(always)
     assert len(calls) == RETRIES  # bounded
+
+
+def test_machines_with_two_versions_of_a_plugin_do_not_rewrite_the_catalog_back_and_forth(tmp_path, monkeypatch,
+                                                                                           gamma_sites):
+    """Machine A has mt-gamma 1.0, machine B 2.0: each shows and runs its own version; the catalog
+    row keeps the newest version recorded, and restarts in turn write nothing."""
+    master_key = make_settings(tmp_path).master_key
+    url = make_settings(tmp_path / "shared").database_url or f"sqlite:///{tmp_path / 'shared' / 'mt.db'}"
+
+    def machine(name: str, version: str) -> MTCore:
+        sys.modules.pop("mt_gamma", None)
+        with monkeypatch.context() as patch:
+            patch.syspath_prepend(str(gamma_sites[version]))
+            core = MTCore(settings=make_settings(tmp_path / name, master_key=master_key, database_url=url,
+                                                 load_plugins=("mt-gamma",)))
+            core.plugins
+            return core
+
+    a, b = machine("a", "1.0"), machine("b", "2.0")
+    a.tenant("acme").enable_package_tool("gamma")
+    b.package_tools()
+    recorded = raw_sql(a, "SELECT version, description, updated_at FROM package_tools")
+    assert recorded[0][:2] == ("2.0", "The gamma tool, version 2.0.")
+    for _ in range(2):
+        for name, version in (("a", "1.0"), ("b", "2.0")):
+            core = machine(name, version)
+            [tool] = core.tenant("acme").get_tools()
+            assert (tool["version"], tool["description"]) == (version, f"The gamma tool, version {version}.")
+            assert [(t["version"], t["available"]) for t in core.package_tools()] == [(version, True)]
+            core.close()
+    assert raw_sql(a, "SELECT version, description, updated_at FROM package_tools") == recorded
+    sys.modules.pop("mt_gamma", None)
+    a.close()
+    b.close()

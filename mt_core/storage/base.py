@@ -261,7 +261,8 @@ class Storage(Protocol):
     def count_rows(self) -> dict[str, int]:
         """The number of rows of every table of :data:`TABLES`."""
 
-    def export_rows(self, tables: list[str] | None = None, *, batch: int = 1000) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def export_rows(self, tables: list[str] | None = None, *,
+                    batch: int = 1000) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Every row of ``tables`` (default: all, parents first) as stored (JSON as text, ciphertexts
         untouched), in batches of ``(table, rows)``, read from one consistent snapshot."""
 

@@ -165,7 +165,8 @@ class SQLStorage:
             # the UPDATE takes the tool's row lock first, so concurrent versions get distinct numbers
             if tx.run("UPDATE tools SET version = version + 1 WHERE tenant_id = ? AND id = ?", (tenant, tool_id)) == 0:
                 raise NotFoundError("tool", tool_id)
-            number = int(tx.rows("SELECT version FROM tools WHERE tenant_id = ? AND id = ?", (tenant, tool_id))[0]["version"])
+            found = tx.rows("SELECT version FROM tools WHERE tenant_id = ? AND id = ?", (tenant, tool_id))
+            number = int(found[0]["version"])
             self._insert(tx, "tool_versions", tenant, {**version, "tool_id": tool_id, "version": number},
                          "a tool version")
             if secrets is not None:
@@ -191,8 +192,8 @@ class SQLStorage:
         params: tuple[Any, ...] = (tenant, tool_id, version) if version is not None else (tenant, tool_id)
         rows = self._rows("tool_versions", f"{_TOOL_SELECT} WHERE t.tenant_id = ? AND t.id = ? AND {condition}", params)
         if not rows:
-            if version is not None and self._rows("tools", "SELECT 1 AS found FROM tools WHERE tenant_id = ? AND id = ?",
-                                                  (tenant, tool_id)):
+            exists = "SELECT 1 AS found FROM tools WHERE tenant_id = ? AND id = ?"
+            if version is not None and self._rows("tools", exists, (tenant, tool_id)):
                 raise NotFoundError("tool version", f"{tool_id}@{version}")
             raise NotFoundError("tool", tool_id)
         return rows[0]  # type: ignore[return-value]
@@ -216,7 +217,8 @@ class SQLStorage:
 
     def tool_name_taken(self, tenant: str, name: str) -> bool:
         """Whether the tenant has a tool named ``name``."""
-        return bool(self._rows("tools", "SELECT 1 AS found FROM tools WHERE tenant_id = ? AND name = ?", (tenant, name)))
+        sql = "SELECT 1 AS found FROM tools WHERE tenant_id = ? AND name = ?"
+        return bool(self._rows("tools", sql, (tenant, name)))
 
     def delete_tool(self, tenant: str, tool_id: str) -> None:
         """Delete one tool of the tenant with its versions and secrets."""

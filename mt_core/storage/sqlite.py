@@ -89,7 +89,8 @@ class SQLiteStorage(SQLStorage):
         try:
             tx = _Connection(conn)
             if tenant is not None:
-                tx.run("INSERT INTO tenants (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING", (tenant, utcnow()))
+                tx.run("INSERT INTO tenants (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                       (tenant, utcnow()))
             result = body(tx)
         except BaseException:
             conn.execute("ROLLBACK")
