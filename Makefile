@@ -20,7 +20,7 @@ LITELLM_VENV := .venv-litellm
 $(STAMP): pyproject.toml plugins/mt-docker/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(call PIP_INSTALL,$(BIN)) -e ".[test]" -e plugins/mt-docker
+	$(call PIP_INSTALL,$(BIN)) -e ".[test,postgres]" -e plugins/mt-docker
 	touch $(STAMP)
 
 install: $(STAMP)

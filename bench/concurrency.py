@@ -1,20 +1,28 @@
-"""Case 5: throughput and p95 of concurrent queries (threads) against the latency-bound ideal."""
+"""Case 5: throughput and p95 of concurrent queries against the latency-bound ideal: threads of one
+process (SQLite), and 1, 2, 4 worker processes sharing one PostgreSQL database (as machines would)."""
 
 from __future__ import annotations
 
+import multiprocessing
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .common import STEPS, Row, ms, percentile, ratio
-from .overhead import scenario
+from .common import MAX_STEPS, QUERY, SCRIPT, STEPS, Row, make_core, ms, percentile, ratio
+from .llm_server import llm_server
+from .overhead import scenario, setup_tenant
+from .postgres import postgres_database
 
 NAME = "concurrency"
 LATENCY = 0.2  # seconds per LLM reply
 LEVELS = (1, 8, 32, 64)
 TARGET_LEVEL = 32
 TARGET_EFFICIENCY = 0.90
+PROCESS_LEVELS = (1, 2, 4)
+THREADS_PER_PROCESS = 4
 
 
 def load(query: Callable[[], Any], threads: int, per_thread: int) -> dict[str, Any]:
@@ -53,6 +61,68 @@ def load(query: Callable[[], Any], threads: int, per_thread: int) -> dict[str, A
     }
 
 
+def _process_worker(url: str, home: str, master_key: str, tool_id: str, llm_id: str, per_thread: int,
+                    start: Any, results: Any) -> None:
+    """One worker process: its own installation object on the shared database, warmed up, then
+    THREADS_PER_PROCESS threads of queries from the moment ``start`` releases every process."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    core = make_core(Path(home), database_url=url, master_key=master_key)
+    handle = core.tenant("bench")
+
+    def query() -> Any:
+        return handle.run_query([tool_id], llm_id, QUERY, use_docker=False, max_steps=MAX_STEPS)
+
+    query()  # warm-up: imports, the jail's fork server, the pool's connections
+    start.wait()
+    outcome = load(query, THREADS_PER_PROCESS, per_thread)
+    core.close()
+    results.put(outcome)
+
+
+def run_processes(quick: bool) -> list[Row]:
+    """N worker processes (each THREADS_PER_PROCESS threads) sharing one PostgreSQL database and one tenant."""
+    rows: list[Row] = []
+    per_thread = 3 if quick else 6
+    with postgres_database() as url, tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp, \
+            llm_server(SCRIPT, LATENCY) as base_url:
+        if url is None:
+            return [Row(NAME, "postgresql processes: no server (see above)", "", "", "", "", "skipped")]
+        core = make_core(Path(tmp) / "setup", database_url=url)
+        _, tool_id, llm_id = setup_tenant(core, base_url)
+        master_key = core.settings.master_key
+        core.close()
+        context = multiprocessing.get_context("spawn")
+        for processes in PROCESS_LEVELS:
+            start, results = context.Barrier(processes + 1), context.Queue()
+            workers = [context.Process(target=_process_worker, args=(url, str(Path(tmp) / f"machine-{p}"), master_key,
+                                                                     tool_id, llm_id, per_thread, start, results))
+                       for p in range(processes)]
+            for worker in workers:
+                worker.start()
+            start.wait()
+            started = time.perf_counter()
+            outcomes = [results.get(timeout=600) for _ in workers]
+            wall = time.perf_counter() - started
+            for worker in workers:
+                worker.join(60)
+            queries = sum(o["queries"] for o in outcomes)
+            failed = sum(o["error_count"] for o in outcomes)
+            threads = processes * THREADS_PER_PROCESS
+            ideal = threads / (STEPS * LATENCY)
+            throughput = queries / wall
+            rows.append(Row(
+                NAME, f"postgresql, {processes} process{'es' if processes > 1 else ''} x {THREADS_PER_PROCESS} threads:"
+                f" throughput (ideal {ideal:.1f}/s) at {throughput / ideal:.0%} of ideal"
+                f"{f'; {failed} queries failed' if failed else ''}",
+                f"{throughput:.1f}/s", f"{ideal:.1f}/s", f"{throughput / ideal:.3f}", "", "info",
+                {"processes": processes, "threads": threads, "queries": queries, "wall_seconds": wall,
+                 "errors": [e for o in outcomes for e in o["errors"]][:3], "p95": max(o["p95"] for o in outcomes)},
+            ))
+    return rows
+
+
 def run(quick: bool) -> list[Row]:
     """Measure and return the rows of case 5."""
     rows: list[Row] = []
@@ -80,4 +150,4 @@ def run(quick: bool) -> list[Row]:
             ))
             rows.append(Row(NAME, f"{threads} threads: query p95 ({mt['queries']} queries)", ms(mt["p95"]), ms(base["p95"]),
                             f"{ratio(mt['p95'], base['p95']):.3f}"))
-    return rows
+    return rows + run_processes(quick)

@@ -101,6 +101,7 @@ def check_same_work(framework: Any, baseline: Any) -> None:
     got = (str(framework.output), framework.status, str(baseline.output), baseline.state)
     if got != (ANSWER, "succeeded", ANSWER, "success"):
         raise RuntimeError(f"the framework and the baseline did not do the same work: {got}")
+    # QueryResult.steps counts the action steps; smolagents' RunResult.steps lists every step
     llm_calls = [framework.steps, sum(1 for s in baseline.steps if "step_number" in s)]
     if llm_calls != [STEPS, STEPS]:
         raise RuntimeError(f"expected {STEPS} action steps on both sides, got {llm_calls}")

@@ -27,7 +27,7 @@ _EXPORTS = {
     "NotFoundError": "errors",
     "ConflictError": "errors", "QuotaExceededError": "errors", "RunError": "errors",
     "SecretError": "errors", "PluginError": "errors", "KeyRotationError": "errors",
-    "SandboxUnavailableError": "errors", "ToolUnavailableError": "errors",
+    "SandboxUnavailableError": "errors", "ToolUnavailableError": "errors", "DatabaseError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

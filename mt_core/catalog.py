@@ -99,47 +99,91 @@ def check_package_tool_name(storage: Storage, tenant: str, name: str) -> None:
 
 
 class Catalog:
-    """The package tools installed plugins provide, recorded in the database once per installation."""
+    """The package tools of this process's plugins, and the global catalog in the database.
+
+    Every process sharing a database records the tools its plugins register (their metadata, by
+    name; never deleted, so a tenant's enablement outlives an uninstall). Whether a tool is
+    *available* is not stored: it is whether this process's plugins register it, so two
+    machines with different plugins each see exactly what they can run, and neither changes what
+    the other sees. A tool this process has is shown with its own metadata.
+    """
 
     def __init__(self, storage: Storage, plugins: Plugins) -> None:
         self.storage = storage
         self.plugins = plugins
-        self._synced = False
+        self._local: dict[str, CatalogRow] | None = None
         self._lock = threading.Lock()
 
-    def sync(self) -> None:
-        """Record new or changed package tools and mark uninstalled ones unavailable (once).
-
-        Writes only what changed, so an unchanged installation costs one read.
-        """
-        if self._synced:
-            return
+    def local(self) -> dict[str, CatalogRow]:
+        """The package tools of this process's plugins, by name (recorded in the database once)."""
+        if self._local is not None:
+            return self._local
         with self._lock:
-            if self._synced:
-                return
-            recorded = self.storage.catalog()
-            changed: list[CatalogRow] = []
-            for name, entry in self.plugins.tools.items():
-                digest = fingerprint(entry)
-                row = recorded.get(name)
-                if row is None or row["content_sha256"] != digest or row["version"] != entry.version or not row["available"]:
-                    changed.append({
+            if self._local is None:
+                local: dict[str, CatalogRow] = {
+                    name: {
                         "name": name, "plugin": entry.plugin, "distribution": entry.distribution,
                         "version": entry.version, "description": entry.tool.description,
                         "inputs": dict(entry.tool.inputs), "output_type": entry.tool.output_type,
-                        "content_sha256": digest,
-                    })
-            vanished = [name for name, row in recorded.items() if row["available"] and name not in self.plugins.tools]
-            if changed or vanished:
-                self.storage.upsert_catalog(changed, vanished)
-            self._synced = True
+                        "content_sha256": fingerprint(entry),
+                    }
+                    for name, entry in self.plugins.tools.items()
+                }
+                recorded = self.storage.catalog()
+                changed = [row for name, row in local.items() if _should_record(row, recorded.get(name))]
+                if changed:
+                    self.storage.record_catalog(changed)
+                self._local = local
+        return self._local
+
+    def sync(self) -> None:
+        """Record this process's package tools in the database (once)."""
+        self.local()
 
     def all(self) -> list[dict[str, Any]]:
-        """Every package tool recorded, with whether it is installed now."""
-        self.sync()
-        return [{**public_package_tool(row), "available": row["available"]} for row in self.storage.catalog().values()]
+        """Every package tool recorded by any process, with whether this process can run it."""
+        local = self.local()
+        rows = self.storage.catalog()
+        for name, row in local.items():
+            rows[name] = {**rows.get(name, {"updated_at": None}), **row}  # type: ignore[typeddict-item]
+        return [{**public_package_tool(row), "available": name in local} for name, row in sorted(rows.items())]
 
     def enabled(self, tenant: str, *, include_unavailable: bool = False) -> list[CatalogRow]:
-        """The package tools ``tenant`` has enabled that are installed (or all of them)."""
-        self.sync()
-        return [row for row in self.storage.enabled_package_tools(tenant) if include_unavailable or row["available"]]
+        """The package tools ``tenant`` has enabled that this process can run (with its settings),
+        and with ``include_unavailable`` the others too, as recorded, with ``available`` False."""
+        local = self.local()
+        found: list[CatalogRow] = []
+        for row in self.storage.enabled_package_tools(tenant):
+            if row["name"] in local:
+                found.append({**local[row["name"]], "enabled_at": row["enabled_at"],  # type: ignore[typeddict-item]
+                              "settings": row.get("settings") or {}, "updated_at": row["updated_at"], "available": True})
+            elif include_unavailable:
+                found.append({**row, "available": False})
+        return found
+
+
+def _should_record(mine: CatalogRow, recorded: CatalogRow | None) -> bool:
+    """Whether this process's metadata of a tool goes into the database: when the tool is new there,
+    or this is a newer distribution version than the one recorded, or the same version with other
+    content. An older version never overwrites a newer one, so installations at different versions
+    do not rewrite the row back and forth."""
+    if recorded is None:
+        return True
+    if recorded["content_sha256"] == mine["content_sha256"]:
+        return False
+    ours, theirs = _version(mine.get("version")), _version(recorded.get("version"))
+    if ours is None or theirs is None:
+        return mine.get("version") == recorded.get("version")
+    return ours >= theirs
+
+
+def _version(text: str | None) -> Any:
+    """A comparable version (``packaging``), or ``None`` when it cannot be parsed."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pragma: no cover - packaging comes with smolagents' dependencies
+        return None
+    try:
+        return Version(text or "")
+    except InvalidVersion:
+        return None

@@ -282,6 +282,26 @@ def keys_rotate(core: MTCore, finish: bool, drop_key_file: bool) -> None:
     click.echo(report.summary())
 
 
+@cli.group()
+def db() -> None:
+    """The database (SQLite or PostgreSQL)."""
+
+
+@db.command("copy")
+@click.option("--from", "source", required=True, help="The database to copy: sqlite:///path or postgresql://...")
+@click.option("--to", "target", required=True, help="The database to copy into (migrated first).")
+@click.option("--into-non-empty", is_flag=True, help="Copy into a database that holds data (rows with the same"
+              " keys are overwritten).")
+@pass_core
+def db_copy(core: MTCore, source: str, target: str, into_non_empty: bool) -> None:
+    """Copy a whole installation between databases and verify it (counts, every key decrypts with
+    this installation's master key: MT_MASTER_KEY or MT_HOME/master.key). Safe to run again."""
+    from .storage.copy import copy_databases
+
+    report = copy_databases(source, target, core.settings, into_non_empty=into_non_empty)
+    click.echo("\n".join(report.lines()))
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
     """Warnings of an ``mt`` command: one line, without the Python class or file."""

@@ -14,6 +14,7 @@ from .errors import ValidationError
 
 HOUR = 3600.0
 DOCKER_FALLBACKS = ("local", "error")
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -33,6 +34,9 @@ class Settings:
         home: the data directory: database, tool files, key file (``MT_HOME``, default ``./.mt``).
         home_is_default: True when ``home`` is the default ``./.mt`` because ``MT_HOME`` is unset
             (creating it then warns: it depends on the current directory).
+        database_url: where the database is (``MT_DATABASE_URL``): unset for ``<home>/mt.db``,
+            ``sqlite:///path`` (``sqlite:////abs/path``) for another SQLite file, or
+            ``postgresql://user:password@host:port/dbname`` for PostgreSQL (the ``postgres`` extra).
         master_key: base64 of 32 bytes from which per-tenant encryption keys are derived
             (``MT_MASTER_KEY``); when unset a key file is generated under ``home``.
         previous_master_keys: keys still accepted for reading during a rotation (``MT_MASTER_KEY_PREVIOUS``).
@@ -63,6 +67,7 @@ class Settings:
 
     home: Path = field(default_factory=lambda: Path(".mt"))
     home_is_default: bool = False
+    database_url: str | None = field(default=None, repr=False)
     master_key: str | None = field(default=None, repr=False)
     previous_master_keys: tuple[str, ...] = field(default=(), repr=False)
     load_plugins: tuple[str, ...] | None = None
@@ -84,6 +89,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
+        if self.database_url is not None and not str(self.database_url).startswith(DATABASE_SCHEMES):
+            raise ValidationError("database_url", "must start with sqlite:/// or postgresql:// (MT_DATABASE_URL)")
         if self.load_plugins is not None:
             object.__setattr__(self, "load_plugins", tuple(self.load_plugins))
         if self.docker_fallback not in DOCKER_FALLBACKS:
@@ -105,6 +112,20 @@ class Settings:
             from .netguard import ALLOWED_NETWORKS_VARIABLE, parse_networks
 
             parse_networks(networks, ALLOWED_NETWORKS_VARIABLE)
+
+    @property
+    def database(self) -> str:
+        """The database location :func:`~mt_core.storage.open_storage` takes: the URL, or ``<home>/mt.db``."""
+        return self.database_url or str(self.home / "mt.db")
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite database file, or ``None`` on PostgreSQL (what the local jail must not see)."""
+        if self.database_url is None:
+            return self.home / "mt.db"
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url[len("sqlite:///"):])
+        return None
 
     @classmethod
     def names(cls) -> list[str]:
@@ -142,6 +163,7 @@ class Settings:
         values: dict[str, object] = {
             "home": Path(env.get("MT_HOME") or ".mt"),
             "home_is_default": not env.get("MT_HOME") and overrides.get("home") is None,
+            "database_url": env.get("MT_DATABASE_URL") or None,
             "master_key": env.get("MT_MASTER_KEY") or None,
             "previous_master_keys": tuple(_split_list(env.get("MT_MASTER_KEY_PREVIOUS"))),
             "load_plugins": None if load is None else tuple(_split_list(load)),

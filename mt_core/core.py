@@ -40,12 +40,17 @@ class MTCore:
     Args:
         home: data directory; defaults to ``MT_HOME`` or ``./.mt``.
         settings: full settings; by default read from the environment and ``.env``.
+        database_url: the database (``MT_DATABASE_URL``): ``sqlite:///path`` or ``postgresql://...``;
+            by default ``<home>/mt.db``.
     """
 
-    def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None,
+                 database_url: str | None = None) -> None:
         base = settings or Settings.from_env()
         if home is not None:
             base = dataclasses.replace(base, home=Path(home), home_is_default=False)
+        if database_url is not None:
+            base = dataclasses.replace(base, database_url=database_url)
         self.settings = base
         self._lock = threading.RLock()  # lazy parts nest (the tools need storage and plugins)
         self._storage: Storage | None = None
@@ -78,7 +83,12 @@ class MTCore:
     @property
     def storage(self) -> Storage:
         """The database (opened and migrated on first use)."""
-        return self._once("_storage", lambda: open_storage(prepare_home(self.settings) / "mt.db"))
+        def make() -> Storage:
+            if self.settings.database_url is None:
+                prepare_home(self.settings)  # the SQLite file lives in the data directory
+            return open_storage(self.settings.database)
+
+        return self._once("_storage", make)
 
     @property
     def plugins(self) -> Plugins:

@@ -111,6 +111,11 @@ class RunError(MTError):
         super().__init__(f"run {run_id} {status}: {message}")
 
 
+class DatabaseError(MTError):
+    """The database cannot be used as asked (a driver is missing, a server is unreachable, a copy
+    would write into a database that holds data); the message says what to do."""
+
+
 class SecretError(MTError):
     """A secret could not be encrypted or decrypted (wrong master key, or ciphertext moved)."""
 

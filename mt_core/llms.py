@@ -210,13 +210,3 @@ class LLMs:
             network_policy=self.network_policy,
         )
         return config, provider
-
-    def rotate(self) -> dict[str, int]:
-        """Re-encrypt every stored key under the current master key (see :meth:`MTCore.rotate_secrets`)."""
-        box = self._secrets()
-        counts = {"rotated": 0, "skipped": 0}
-        for tenant, llm_id, ciphertext in self.storage.llm_keys_not_under(box.current_key_id):
-            plaintext = box.decrypt(ciphertext, tenant=tenant, context=key_context(llm_id))
-            fresh = box.encrypt(plaintext, tenant=tenant, context=key_context(llm_id))
-            counts["rotated" if self.storage.replace_llm_key(tenant, llm_id, ciphertext, fresh) else "skipped"] += 1
-        return counts

@@ -17,10 +17,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .errors import BlockedAddressError, ExecutorAbort, RunError, StepTimeout, ValidationError
 from .executors import ExecutorContext, ToolSpec
+from . import owners
 from .ids import new_id
 from .limits import Limits, exceeded
 from .llms import LLMConfig
@@ -36,6 +38,7 @@ MAX_STORED_CHARS = 65_536  # output and error text kept per run record; more is 
 DEFAULT_MAX_STEPS = 20
 DEFAULT_STEP_TIMEOUT = 30.0
 MAX_PRINT_CHARS = 50_000  # what a code step prints, as the model sees it
+DEADLINE_SLACK_SECONDS = 300.0  # a sandbox's start, tool builds, recording: on top of the steps' bounds
 BASE_AUTHORIZED_IMPORTS = ("math", "statistics", "datetime", "json", "re", "random", "itertools", "collections")
 
 
@@ -122,14 +125,30 @@ def check_run_arguments(query: object, agent_type: object, tool_ids: object, max
         )
 
 
+def run_deadline(request: RunRequest, started: datetime) -> datetime:
+    """When a run must have finished, whatever happens: every step (and the final-answer call
+    at ``max_steps``) at its step timeout plus every LLM attempt at its timeout, plus slack. After
+    it, any process may mark the run failed (:func:`mt_core.owners.stale_reason`)."""
+    settings = request.settings
+    retries = int(request.llm.options.get("max_retries", getattr(settings, "max_llm_retries", 5)))
+    llm_seconds = float(request.llm.timeout) * (retries + 1)
+    seconds = (request.max_steps + 1) * (request.step_timeout + llm_seconds) + DEADLINE_SLACK_SECONDS
+    return started + timedelta(seconds=seconds)
+
+
 def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) -> QueryResult:
     """Run ``request`` with a fresh agent and record it; :class:`RunError` when the run fails."""
     run_id = new_id("run")
     versions = {spec.id: spec.version for spec in request.tools}
+    now = datetime.now(timezone.utc)
+    owner = owners.current()
     storage.start_run(request.tenant, {
         "id": run_id, "llm_id": request.llm.id, "tool_ids": list(request.tool_ids), "tool_versions": versions,
         "query": request.query, "agent_type": request.agent_type, "executor": request.executor.name,
-        "status": "running", "started_at": utcnow(),
+        "status": "running", "started_at": now.isoformat(timespec="microseconds"),
+        "owner_host": owner.host, "owner_boot_id": owner.boot_id, "owner_pid": owner.pid,
+        "owner_start_time": owner.start_time,
+        "deadline": run_deadline(request, now).isoformat(timespec="microseconds"),
     }, quota=request.quota)
     started = time.perf_counter()
     secret = request.llm.api_key

@@ -190,10 +190,10 @@ class Tools:
     def list(self, tenant: str) -> list[dict[str, Any]]:
         """The tools this tenant can use: its own, oldest first, then its enabled package tools (one
         whose package is gone is listed with ``available`` False and the reason)."""
-        own = [public_tool(row, self.storage.tool_secrets(tenant, row["id"]), with_code=False)
-               for row in self.storage.list_tools(tenant)]
-        enabled = self.catalog.enabled(tenant, include_unavailable=True)
-        return own + [self._package_view(tenant, row) for row in enabled]
+        secrets = self.storage.all_tool_secrets(tenant)
+        own = [public_tool(row, secrets.get(row["id"], []), with_code=False) for row in self.storage.list_tools(tenant)]
+        return own + [self._package_view(tenant, row, secrets.get(package_tool_id(row["name"]), []))
+                      for row in self.catalog.enabled(tenant, include_unavailable=True)]
 
     def delete(self, tenant: str, tool_id: object) -> None:
         """Delete one of the tenant's own tools, every version, its secrets and its file."""
@@ -205,9 +205,8 @@ class Tools:
 
     def enable_package(self, tenant: str, name: object, *, settings: object = None, secrets: object = None) -> str:
         """Let the tenant use a package tool (with its own settings and secrets); return its id."""
-        self.catalog.sync()
-        row = self.storage.catalog().get(name) if isinstance(name, str) else None
-        if row is None or not row["available"]:
+        row = self.catalog.local().get(name) if isinstance(name, str) else None  # what this process can run
+        if row is None:
             raise NotFoundError("package tool", str(name)[:128])
         options = check_tool_settings(settings) if settings is not None else None
         secret_values = check_tool_secrets(secrets) if secrets is not None else None
@@ -230,8 +229,9 @@ class Tools:
                 return dict(row)
         raise NotFoundError("tool", tool_id)
 
-    def _package_view(self, tenant: str, row: Any) -> dict[str, Any]:
-        secrets = self.storage.tool_secrets(tenant, package_tool_id(row["name"]))
+    def _package_view(self, tenant: str, row: Any, secrets: list[SecretRow] | None = None) -> dict[str, Any]:
+        if secrets is None:
+            secrets = self.storage.tool_secrets(tenant, package_tool_id(row["name"]))
         return {**public_package_tool(row, self.plugins), "settings": row.get("settings") or {},
                 "secrets": {secret["name"]: secret["masked"] for secret in secrets}}
 

@@ -38,6 +38,12 @@ def host_core():
     return [handle.get_llm_config(llm["id"])["id"] for llm in handle.get_llms()] or throw("an empty installation")
 def throw(why):
     raise LookupError(why)
+def unix_connect(path):
+    client = socket.socket(socket.AF_UNIX)
+    client.settimeout(2)
+    client.connect(path)
+    client.close()
+    return "connected"
 def ptrace_host():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.ptrace(16, HOST_PID, 0, 0) != 0:
@@ -48,6 +54,7 @@ trying("host_loopback_listener", lambda: connect("127.0.0.1", LISTENER_PORT))
 trying("host_core", host_core)
 trying("read_master_key", lambda: read(MASTER_KEY))
 trying("read_database", lambda: read(DATABASE))
+trying("connect_database_socket", lambda: unix_connect(DATABASE_SOCKET))
 trying("read_victim_tool_file", lambda: read(VICTIM_TOOL_FILE))
 trying("read_host_environ", lambda: read("/proc/%d/environ" % HOST_PID))
 trying("read_host_memory", lambda: read("/proc/%d/mem" % HOST_PID))
@@ -62,9 +69,11 @@ trying("read_docker_socket", lambda: os.stat("/var/run/docker.sock"))
 
 
 def probes(*, home: Path, victim: str, victim_tool_file: Path, host_pid: int, listener_port: int,
-           host_file: Path) -> str:
-    """:data:`PROBES` with the host's paths, PID and listener filled in."""
+           host_file: Path, database_socket: str | None = None) -> str:
+    """:data:`PROBES` with the host's paths, PID and listener filled in (``database_socket``: the
+    PostgreSQL server's Unix socket, when the installation has one)."""
     values = {
+        "DATABASE_SOCKET": repr(database_socket or str(home / "no-database-socket")),
         "VICTIM_TOOL_FILE": repr(str(victim_tool_file)), "MASTER_KEY": repr(str(home / "master.key")),
         "DATABASE": repr(str(home / "mt.db")), "HOST_FILE": repr(str(host_file)), "HOME": repr(str(home)),
         "VICTIM": repr(victim), "HOST_PID": str(host_pid), "LISTENER_PORT": str(listener_port),

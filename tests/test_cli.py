@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from conftest import API_KEY, CALCULATOR
+from conftest import API_KEY, CALCULATOR, current_backend
 
 
 def mt(*args: str, home) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MT_HOME": str(home), "MT_LOAD_PLUGINS": ""}
+    env = {**os.environ, **current_backend().env(home), "MT_LOAD_PLUGINS": ""}
     return subprocess.run([sys.executable, "-m", "mt_core", *args], env=env, capture_output=True, text=True, timeout=60)
 
 

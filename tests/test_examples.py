@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,6 +21,7 @@ def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.backends("sqlite")
 def test_example_runs_the_offline_demo_model(tmp_path):
     first = _run("example.py", tmp_path)
     assert first.returncode == 0, first.stderr
@@ -32,6 +35,7 @@ def test_example_runs_the_offline_demo_model(tmp_path):
     assert "Answer: 400" in second.stdout
 
 
+@pytest.mark.backends("sqlite")
 def test_seed_check_passes(tmp_path):
     result = _run("test.py", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import API_KEY, make_settings, decrypted
+from conftest import API_KEY, CALCULATOR, decrypted, make_settings
 from mt_core import LLMConfigError, MTCore, NotFoundError, SecretError, Settings
 from mt_core.secrets import SecretBox, generate_master_key, mask
 
@@ -72,6 +72,7 @@ def test_delete(core):
         acme.get_llm_config(llm_id)
 
 
+@pytest.mark.backends("sqlite")
 def test_database_file_never_holds_the_plaintext_key(core):
     acme = core.tenant("acme")
     acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="m")
@@ -127,3 +128,12 @@ def test_mask():
     assert mask("short") == "…"
     assert mask(None) is None
     assert len(generate_master_key()) == 44
+
+
+def test_database_never_holds_the_plaintext_key(core):
+    acme = core.tenant("acme")
+    acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, model_name="m")
+    acme.add_tool("calculator", "Evaluates arithmetic.", CALCULATOR, secrets={"CALC_TOKEN": API_KEY})
+    dump = repr([rows for _, rows in core.storage.export_rows()])  # every row of every table, as stored
+    assert API_KEY not in dump and API_KEY[5:-2] not in dump
+    assert dump.count("v1:") == 2  # the two versioned ciphertexts are there instead

@@ -15,7 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import API_KEY, CALCULATOR, make_settings
+from conftest import API_KEY, CALCULATOR, current_backend, make_settings
 from mt_core import ConflictError, MTCore, NotFoundError, ToolUnavailableError, ValidationError, hookimpl
 from mt_core.testing import ScriptedLLMServer
 from plugin_installs import BROKEN_PLUGINS, EXAMPLE_TOOLS, ROOT, pip_install, write_distribution
@@ -129,7 +129,7 @@ def test_catalog_refreshes_when_a_distribution_version_changes(tmp_path, monkeyp
     with pytest.raises(ToolUnavailableError, match="tool 'pkg:probe' is unavailable: its distribution 'mt-probe'"
                        " is not installed"):
         third.tenant("acme").run_query(["pkg:probe"], llm_id, "probe", use_docker=False)
-    env = {**os.environ, "MT_HOME": str(home), "MT_MASTER_KEY": master_key, "MT_LOAD_PLUGINS": "mt-probe"}
+    env = {**os.environ, **current_backend().env(home), "MT_MASTER_KEY": master_key, "MT_LOAD_PLUGINS": "mt-probe"}
     listing = subprocess.run([sys.executable, "-m", "mt_core", "tools", "list", "--tenant", "acme"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0, listing.stderr
@@ -207,7 +207,8 @@ def test_example_package_passes_its_own_tests_when_installed(installed):
 
 
 def test_mt_plugins_shows_loaded_and_failed_plugins(installed):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), *sys.path]), "MT_HOME": str(installed / "home")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), *sys.path]),
+           **current_backend().env(installed / "home")}
     env.pop("MT_LOAD_PLUGINS", None)
     table = subprocess.run([sys.executable, "-m", "mt_core", "plugins"], env=env, capture_output=True, text=True)
     assert table.returncode == 0, table.stderr

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 
 import mt_core
-from conftest import API_KEY, CALCULATOR
+from conftest import API_KEY, CALCULATOR, raw_sql
 from mt_core import ConflictError
 
 
@@ -44,8 +43,8 @@ def test_add_llm_again_reuses_an_identical_configuration_comparing_the_decrypted
     with pytest.raises(ConflictError, match="with a different base_url and options;"):
         acme.add_llm(**{**fields, "base_url": "http://127.0.0.1:8/v1", "temperature": 0.3}, exist_ok=True)
     assert len(acme.get_llms()) == 1
-    with sqlite3.connect(core.home / "mt.db") as conn:  # the comparison stored nothing in plaintext
-        assert not conn.execute("SELECT 1 FROM llms WHERE api_key_ciphertext LIKE ?", (f"%{API_KEY}%",)).fetchall()
+    # the comparison stored nothing in plaintext
+    assert not raw_sql(core, "SELECT 1 FROM llms WHERE api_key_ciphertext LIKE ?", (f"%{API_KEY}%",))
 
 
 def test_module_functions_take_exist_ok(default_core):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 
 import pytest
 
-from conftest import API_KEY, CALCULATOR, requires_jail
+from conftest import API_KEY, CALCULATOR, requires_jail, raw_sql
 from mt_core import NotFoundError, ToolValidationError
 
 GREETER_V1 = '''
@@ -137,10 +136,9 @@ def test_settings_and_secrets_reach_the_tool_and_nobody_else(core, llm_server, c
     assert json.loads(run_tool(acme, llm_server, tool_id, "configured()").output)["greeting"] == "hey."
     assert json.loads(run_tool(acme, llm_server, f"{tool_id}@1", "configured()").output)["init_key_length"] == len(SECRET)
 
-    core.close()
-    stored = b"".join(p.read_bytes() for p in core.home.iterdir() if p.name.startswith("mt.db"))
+    stored = json.dumps([raw_sql(core, f"SELECT * FROM {table}") for table in ("tool_versions", "tool_secrets", "runs")])
     seen = {
-        "database": stored.decode("latin-1"), "logs": caplog.text,
+        "database": stored, "logs": caplog.text,
         "records": repr(acme.get_runs()) + repr(globex.get_runs()), "tools": repr(acme.get_tools()),
         "tool": repr(acme.get_tool(tool_id)), "versions": repr(acme.get_tool_versions(tool_id)),
     }
@@ -173,9 +171,8 @@ def test_secrets_are_bound_to_their_tenant_and_tool(core):
     first = acme.add_tool("configured", None, SETTINGS_TOOL, secrets={"WEATHER_API_KEY": SECRET})
     second = acme.add_tool("other", None, SETTINGS_TOOL.replace('name = "configured"', 'name = "other"'),
                            secrets={"WEATHER_API_KEY": "wk-other-0000000000000"})
-    with sqlite3.connect(core.home / "mt.db") as conn:
-        sealed = conn.execute("SELECT ciphertext FROM tool_secrets WHERE tool_id = ?", (first,)).fetchone()[0]
-        conn.execute("UPDATE tool_secrets SET ciphertext = ? WHERE tool_id = ?", (sealed, second))
+    [(sealed,)] = raw_sql(core, "SELECT ciphertext FROM tool_secrets WHERE tool_id = ?", (first,))
+    raw_sql(core, "UPDATE tool_secrets SET ciphertext = ? WHERE tool_id = ?", (sealed, second))
     from mt_core import SecretError
 
     with pytest.raises(SecretError, match="does not decrypt for this tenant and row"):

@@ -140,6 +140,16 @@ def _module_dirs(modules: list[str]) -> list[Path]:
     return found
 
 
+def _schema_dirs() -> list[Path]:
+    """Where mt-core's schema and migrations are (``mt_core.database``): outside the ``mt_core``
+    folder in an editable install of a checkout (its top-level ``database/``). SQL text only."""
+    try:
+        spec = importlib.util.find_spec("mt_core.database")
+    except (ImportError, ValueError):
+        return []
+    return [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+
+
 def _site_dirs() -> list[Path]:
     """The folders on ``sys.path`` that hold installed distributions (site-packages, ``pip install
     --target`` folders): what tools and package tools import. Source checkouts are left out (they
@@ -157,7 +167,7 @@ def _site_dirs() -> list[Path]:
 def _paths_to_bind(modules: list[str]) -> list[Path]:
     """The host paths the jail sees: the interpreter, its packages and the modules runs import."""
     candidates = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix), Path(sys.executable).parent,
-                  *_site_dirs(), *_module_dirs(["mt_core", "smolagents", *modules])]
+                  *_site_dirs(), *_module_dirs(["mt_core", "smolagents", *modules]), *_schema_dirs()]
     resolved: list[Path] = []
     for path in candidates:
         for variant in {path, path.resolve()}:

@@ -9,18 +9,36 @@ import os
 from pathlib import Path
 
 from .base import (
-    CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, Storage, StoredSecret, ToolRow, ToolVersionRow, utcnow,
+    TABLES, CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, Storage, StoredSecret, ToolRow, ToolVersionRow, utcnow,
 )
 
-__all__ = ["CatalogRow", "LLMRow", "RunQuota", "RunRow", "SecretRow", "Storage", "StoredSecret", "ToolRow",
-           "ToolVersionRow", "open_storage", "utcnow"]
+__all__ = ["TABLES", "CatalogRow", "LLMRow", "RunQuota", "RunRow", "SecretRow", "Storage", "StoredSecret", "ToolRow",
+           "ToolVersionRow", "is_postgres_url", "open_storage", "sqlite_path", "utcnow"]
+
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` is a PostgreSQL URL."""
+    return isinstance(location, str) and location.startswith(POSTGRES_PREFIXES)
+
+
+def sqlite_path(location: str | os.PathLike[str]) -> Path | None:
+    """The file of a SQLite location (a path or a ``sqlite:///path`` URL); ``None`` for PostgreSQL."""
+    if is_postgres_url(location):
+        return None
+    text = os.fspath(location)
+    return Path(text[len(SQLITE_PREFIX):] if text.startswith(SQLITE_PREFIX) else text)
 
 
 def open_storage(location: str | os.PathLike[str]) -> Storage:
-    """The storage at ``location``: a SQLite file path or a ``sqlite:///path`` URL."""
+    """The storage at ``location``: a SQLite file path, a ``sqlite:///path`` URL (``sqlite:////abs``
+    for an absolute path), or a ``postgresql://`` URL (psycopg is imported only then)."""
+    if is_postgres_url(location):
+        from .postgresql import PostgresStorage
+
+        return PostgresStorage(str(location))
     from .sqlite import SQLiteStorage
 
-    text = os.fspath(location)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///"):]
-    return SQLiteStorage(Path(text))
+    return SQLiteStorage(sqlite_path(location))  # type: ignore[arg-type]

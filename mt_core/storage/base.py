@@ -10,6 +10,7 @@ connection leaves a storage implementation.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, Protocol, TypedDict
 
 
@@ -78,7 +79,8 @@ class LLMRow(TypedDict, total=False):
 
 
 class RunRow(TypedDict, total=False):
-    """A run record."""
+    """A run record. ``owner_*`` and ``deadline`` are written by :meth:`Storage.start_run` and never
+    shown to tenants: who runs it (see :mod:`mt_core.owners`) and when it must have finished."""
 
     id: str
     llm_id: str
@@ -96,10 +98,17 @@ class RunRow(TypedDict, total=False):
     duration_ms: int | None
     started_at: str
     finished_at: str | None
+    owner_host: str
+    owner_boot_id: str
+    owner_pid: int
+    owner_start_time: str
+    deadline: str
 
 
 class CatalogRow(TypedDict, total=False):
-    """A package tool in the global catalog."""
+    """A package tool in the global catalog: the metadata last recorded for it (by any process
+    sharing the database). Whether a process can run it is not stored: ``available`` is filled
+    in by :class:`~mt_core.catalog.Catalog` from that process's own plugins."""
 
     name: str
     plugin: str
@@ -122,8 +131,26 @@ class RunQuota(TypedDict):
     runs_per_minute: int
 
 
+# Every table, parents first (the order a copy writes them in), with the columns of its key.
+TABLES: dict[str, tuple[str, ...]] = {
+    "tenants": ("id",),
+    "tools": ("tenant_id", "id"),
+    "tool_versions": ("tenant_id", "tool_id", "version"),
+    "tool_secrets": ("tenant_id", "tool_id", "name"),
+    "llms": ("tenant_id", "id"),
+    "runs": ("tenant_id", "id"),
+    "tenant_limits": ("tenant_id",),
+    "tenant_executor_options": ("tenant_id",),
+    "package_tools": ("name",),
+    "tenant_package_tools": ("tenant_id", "tool_name"),
+}
+
+
 class Storage(Protocol):
-    """What mt-core needs from a database. Implementations: :class:`~mt_core.storage.sqlite.SQLiteStorage`."""
+    """What mt-core needs from a database. Implementations: :class:`~mt_core.storage.sqlite.SQLiteStorage`
+    and :class:`~mt_core.storage.postgresql.PostgresStorage` (both on :class:`~mt_core.storage.sql.SQLStorage`)."""
+
+    dialect: str  # "sqlite" or "postgresql"
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -161,6 +188,9 @@ class Storage(Protocol):
     def tool_secrets(self, tenant: str, tool_id: str) -> list[SecretRow]:
         """The secrets the tenant gave a tool (its own, or a package tool ``pkg:<name>``)."""
 
+    def all_tool_secrets(self, tenant: str) -> dict[str, list[SecretRow]]:
+        """The secrets of every tool of the tenant, by tool id (one read for a whole tool list)."""
+
     # -- LLM configurations -------------------------------------------------------------------
     def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int) -> None:
         """Store an LLM configuration; quota and name conflicts as for tools."""
@@ -183,16 +213,19 @@ class Storage(Protocol):
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, tenant: str, row: RunRow, *, quota: RunQuota) -> None:
-        """Record a run as started; :class:`QuotaExceededError` (nothing written) past the quota."""
+        """Record a run as started (``row`` names its owner and deadline); :class:`QuotaExceededError`
+        (nothing written) past the quota. First marks ``failed`` every run of the tenant that can no
+        longer be running (:func:`mt_core.owners.stale_reason`), so those stop counting."""
 
     def finish_run(self, tenant: str, run_id: str, fields: dict[str, Any]) -> RunRow:
         """Store a run's outcome and return the whole record."""
 
     def get_run(self, tenant: str, run_id: str) -> RunRow:
-        """One run record; :class:`NotFoundError` when it is not the tenant's."""
+        """One run record; :class:`NotFoundError` when it is not the tenant's. Stale runs of the
+        tenant are marked failed first, as by :meth:`start_run`."""
 
     def list_runs(self, tenant: str, *, limit: int) -> list[RunRow]:
-        """The tenant's run records, newest first."""
+        """The tenant's run records, newest first (stale runs marked failed first)."""
 
     # -- limits and executor options ----------------------------------------------------------
     def get_limits(self, tenant: str) -> dict[str, int]:
@@ -209,13 +242,13 @@ class Storage(Protocol):
 
     # -- the package tool catalog (global) and its per-tenant enablement ----------------------
     def catalog(self) -> dict[str, CatalogRow]:
-        """Every package tool ever recorded, by name (available or not)."""
+        """Every package tool ever recorded, by name."""
 
-    def upsert_catalog(self, entries: list[CatalogRow], unavailable: list[str]) -> None:
-        """Record changed package tools and mark vanished ones unavailable, in one transaction."""
+    def record_catalog(self, entries: list[CatalogRow]) -> None:
+        """Record new package tools and new metadata of known ones, in one transaction."""
 
     def enabled_package_tools(self, tenant: str) -> list[CatalogRow]:
-        """The package tools the tenant has enabled (available or not, with its settings), by name."""
+        """The package tools the tenant has enabled (with its settings and ``enabled_at``), by name."""
 
     def enable_package_tool(self, tenant: str, name: str, settings: dict[str, Any] | None,
                             secrets: list[SecretRow] | None) -> None:
@@ -223,3 +256,16 @@ class Storage(Protocol):
 
     def disable_package_tool(self, tenant: str, name: str) -> bool:
         """Disable a package tool for the tenant (its settings and secrets go); False when it was not enabled."""
+
+    # -- whole installations (operators only: ``mt db copy``) -----------------------------------
+    def count_rows(self) -> dict[str, int]:
+        """The number of rows of every table of :data:`TABLES`."""
+
+    def export_rows(self, tables: list[str] | None = None, *,
+                    batch: int = 1000) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Every row of ``tables`` (default: all, parents first) as stored (JSON as text, ciphertexts
+        untouched), in batches of ``(table, rows)``, read from one consistent snapshot."""
+
+    def import_rows(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> dict[str, int]:
+        """Write exported rows in one transaction (all or nothing); a row whose key exists is
+        overwritten. Returns the rows written per table."""

@@ -1,60 +1,52 @@
-"""The SQLite implementation of :class:`~mt_core.storage.base.Storage`: one file, WAL mode,
-foreign keys on, a connection per thread (and process)."""
+"""The SQLite backend of :class:`~mt_core.storage.base.Storage`: one file, WAL mode, foreign keys
+on, a connection per thread (and process). Every write takes the database's write lock up front
+(``BEGIN IMMEDIATE``), so limit checks and the writes they guard are serialized across threads
+and processes."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import ConflictError, NotFoundError
-from ..limits import exceeded
-from .base import CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, StoredSecret, ToolRow, ToolVersionRow, utcnow
+from .base import utcnow
+from .migrations import migrations, split_sql
+from .sql import SQLStorage, Tx
 
+T = TypeVar("T")
 BUSY_TIMEOUT_SECONDS = 30.0
-BASELINE_VERSION = 1
-STALE_RUN_AFTER = timedelta(hours=1)  # a run 'running' longer than this no longer counts as in progress
-
-# The JSON columns of each table (encoded on write, decoded on read).
-_JSON = {
-    "tool_versions": ("inputs", "output_schema", "dependencies", "settings"),
-    "llms": ("options",),
-    "runs": ("tool_ids", "tool_versions"),
-    "package_tools": ("inputs", "settings"),
-}
-_TOOL_SELECT = (
-    "SELECT t.id, t.name, t.version AS latest_version, t.created_at, v.version, v.description, v.kind, v.entry,"
-    " v.source, v.source_sha256, v.inputs, v.output_type, v.output_schema, v.dependencies, v.settings,"
-    " v.created_at AS version_created_at FROM tools t JOIN tool_versions v"
-    " ON v.tenant_id = t.tenant_id AND v.tool_id = t.id"
-)
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    """Numbered migrations shipped in ``mt_core/database/migrations``: (version, name, sql)."""
-    folder = resources.files("mt_core.database").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        stem, _, suffix = entry.name.partition(".")
-        number, _, name = stem.partition("_")
-        if suffix == "sql" and number.isdigit():
-            found.append((int(number), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+class _Connection:
+    """A :class:`~mt_core.storage.sql.Tx` over a sqlite3 connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def run(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    def run_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(sql, params)
 
 
-class SQLiteStorage:
+class SQLiteStorage(SQLStorage):
     """One SQLite database file, created with its parent folder (mode 0700) on first use.
 
     Args:
         path: the database file.
     """
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -74,7 +66,6 @@ class SQLiteStorage:
             return conn
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -87,58 +78,43 @@ class SQLiteStorage:
         return conn
 
     @contextmanager
-    def _write(self, tenant: str | None = None) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front (no lock upgrade, no BUSY).
+    def _read(self) -> Iterator[Tx]:
+        yield _Connection(self._connection())
+
+    def _write(self, body: Callable[[Tx], T], tenant: str | None = None, *, retry: bool = True) -> T:
+        """``body`` in a transaction that takes the write lock up front (no lock upgrade, no BUSY).
         With ``tenant``, the tenant's row is created first if it is new."""
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            tx = _Connection(conn)
             if tenant is not None:
-                conn.execute("INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?, ?)", (tenant, utcnow()))
-            yield conn
+                tx.run("INSERT INTO tenants (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                       (tenant, utcnow()))
+            result = body(tx)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        return result
 
-    def _rows(self, table: str, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        columns = _JSON.get(table, ())
-        return [
-            {key: (json.loads(row[key]) if key in columns and row[key] is not None else row[key]) for key in row.keys()}
-            for row in self._connection().execute(sql, params).fetchall()
-        ]
-
-    def _one(self, table: str, kind: str, tenant: str, object_id: str) -> dict[str, Any]:
-        rows = self._rows(table, f"SELECT * FROM {table} WHERE tenant_id = ? AND id = ?", (tenant, object_id))
-        if not rows:
-            raise NotFoundError(kind, object_id)
-        return rows[0]
-
-    def _insert(self, conn: sqlite3.Connection, table: str, tenant: str, row: dict[str, Any], kind: str) -> None:
-        columns = _JSON.get(table, ())
-        values = {k: (json.dumps(v) if k in columns else v) for k, v in row.items()}
-        values["tenant_id"] = tenant
+    @contextmanager
+    def _snapshot(self) -> Iterator[Tx]:
+        # A deferred transaction reads one snapshot of a WAL database until it ends.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         try:
-            conn.execute(
-                f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
-                tuple(values.values()),
-            )
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) and ".name" in str(exc):
-                raise ConflictError(f"this tenant already has {kind} named {row.get('name')!r}") from None
-            raise
+            self._connection()  # migrated before anything is read
+            conn.execute("BEGIN")
+            yield _Connection(conn)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
 
-    def _delete(self, table: str, kind: str, tenant: str, object_id: str) -> None:
-        with self._write() as conn:
-            cursor = conn.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND id = ?", (tenant, object_id))
-            if cursor.rowcount == 0:
-                raise NotFoundError(kind, object_id)
+    def _columns(self, tx: Tx, table: str) -> list[str]:
+        return [row["name"] for row in tx.rows(f"PRAGMA table_info({table})")]
 
-    @staticmethod
-    def _check_count(conn: sqlite3.Connection, table: str, tenant: str, limit: str, allowed: int, what: str) -> None:
-        count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE tenant_id = ?", (tenant,)).fetchone()[0]
-        if count + 1 > allowed:
-            raise exceeded(limit, count + 1, allowed, what)
+    def _name_conflict(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc) and ".name" in str(exc)
 
     def close(self) -> None:
         """Close every connection this object opened (in this process)."""
@@ -165,10 +141,9 @@ class SQLiteStorage:
                     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
                 )
                 applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-                steps = [(BASELINE_VERSION, "schema", _baseline_sql())] + _migrations()
-                for version, name, sql in steps:
+                for version, name, sql in migrations(self.dialect):
                     if version not in applied:
-                        for statement in _split_sql(sql):
+                        for statement in split_sql(sql):
                             conn.execute(statement)
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -179,303 +154,3 @@ class SQLiteStorage:
                 raise
             conn.execute("COMMIT")
             self._ready = True
-
-    def schema_versions(self) -> list[tuple[int, str]]:
-        """The migrations recorded in this database, oldest first."""
-        rows = self._connection().execute("SELECT version, name FROM schema_migrations ORDER BY version")
-        return [(row[0], row[1]) for row in rows]
-
-    # -- tools --------------------------------------------------------------------------------
-
-    def add_tool(self, tenant: str, tool_id: str, name: str, version: ToolVersionRow, secrets: list[SecretRow], *,
-                 max_tools: int) -> None:
-        """Store a new tool as version 1, within ``max_tools``."""
-        with self._write(tenant) as conn:
-            self._check_count(conn, "tools", tenant, "max_tools", max_tools, "the number of tools")
-            self._insert(conn, "tools", tenant, {"id": tool_id, "name": name, "version": 1,
-                                                 "created_at": version["created_at"]}, "a tool")
-            self._insert(conn, "tool_versions", tenant, {**version, "tool_id": tool_id, "version": 1}, "a tool version")
-            self._put_secrets(conn, tenant, tool_id, secrets)
-
-    def add_tool_version(self, tenant: str, tool_id: str, version: ToolVersionRow,
-                         secrets: list[SecretRow] | None) -> int:
-        """Store the next version of a tool; its number."""
-        with self._write() as conn:
-            row = conn.execute("SELECT version FROM tools WHERE tenant_id = ? AND id = ?", (tenant, tool_id)).fetchone()
-            if row is None:
-                raise NotFoundError("tool", tool_id)
-            number = int(row[0]) + 1
-            self._insert(conn, "tool_versions", tenant, {**version, "tool_id": tool_id, "version": number},
-                         "a tool version")
-            conn.execute("UPDATE tools SET version = ? WHERE tenant_id = ? AND id = ?", (number, tenant, tool_id))
-            if secrets is not None:
-                conn.execute("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, tool_id))
-                self._put_secrets(conn, tenant, tool_id, secrets)
-        return number
-
-    @staticmethod
-    def _put_secrets(conn: sqlite3.Connection, tenant: str, tool_id: str, secrets: list[SecretRow]) -> None:
-        now = utcnow()
-        for secret in secrets:
-            conn.execute(
-                "INSERT INTO tool_secrets (tenant_id, tool_id, name, ciphertext, masked, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (tenant, tool_id, secret["name"], secret["ciphertext"], secret["masked"], now),
-            )
-
-    def get_tool(self, tenant: str, tool_id: str, version: int | None = None) -> ToolRow:
-        """A tool of the tenant at ``version`` (default: the latest)."""
-        condition = "v.version = ?" if version is not None else "v.version = t.version"
-        params: tuple[Any, ...] = (tenant, tool_id, version) if version is not None else (tenant, tool_id)
-        rows = self._rows("tool_versions", f"{_TOOL_SELECT} WHERE t.tenant_id = ? AND t.id = ? AND {condition}", params)
-        if not rows:
-            if version is not None and self._tool_exists(tenant, tool_id):
-                raise NotFoundError("tool version", f"{tool_id}@{version}")
-            raise NotFoundError("tool", tool_id)
-        return rows[0]  # type: ignore[return-value]
-
-    def _tool_exists(self, tenant: str, tool_id: str) -> bool:
-        sql = "SELECT 1 FROM tools WHERE tenant_id = ? AND id = ?"
-        return self._connection().execute(sql, (tenant, tool_id)).fetchone() is not None
-
-    def list_tools(self, tenant: str) -> list[ToolRow]:
-        """The tenant's tools at their latest versions, oldest first."""
-        sql = f"{_TOOL_SELECT} WHERE t.tenant_id = ? AND v.version = t.version ORDER BY t.created_at, t.id"
-        return self._rows("tool_versions", sql, (tenant,))  # type: ignore[return-value]
-
-    def list_tool_versions(self, tenant: str, tool_id: str) -> list[dict[str, Any]]:
-        """Every version of a tool of the tenant, oldest first."""
-        rows = self._rows(
-            "tool_versions",
-            "SELECT version, created_at, source_sha256 FROM tool_versions WHERE tenant_id = ? AND tool_id = ?"
-            " ORDER BY version",
-            (tenant, tool_id),
-        )
-        if not rows:
-            raise NotFoundError("tool", tool_id)
-        return rows
-
-    def tool_name_taken(self, tenant: str, name: str) -> bool:
-        """Whether the tenant has a tool named ``name``."""
-        sql = "SELECT 1 FROM tools WHERE tenant_id = ? AND name = ?"
-        return self._connection().execute(sql, (tenant, name)).fetchone() is not None
-
-    def delete_tool(self, tenant: str, tool_id: str) -> None:
-        """Delete one tool of the tenant with its versions and secrets."""
-        with self._write() as conn:
-            cursor = conn.execute("DELETE FROM tools WHERE tenant_id = ? AND id = ?", (tenant, tool_id))
-            if cursor.rowcount == 0:
-                raise NotFoundError("tool", tool_id)
-            conn.execute("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, tool_id))
-
-    def tool_secrets(self, tenant: str, tool_id: str) -> list[SecretRow]:
-        """The secrets the tenant gave a tool."""
-        rows = self._connection().execute(
-            "SELECT name, ciphertext, masked FROM tool_secrets WHERE tenant_id = ? AND tool_id = ? ORDER BY name",
-            (tenant, tool_id),
-        ).fetchall()
-        return [{"name": row[0], "ciphertext": row[1], "masked": row[2]} for row in rows]
-
-    # -- LLM configurations -------------------------------------------------------------------
-
-    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int) -> None:
-        """Store an LLM configuration within ``max_llms``."""
-        with self._write(tenant) as conn:
-            self._check_count(conn, "llms", tenant, "max_llms", max_llms, "the number of LLM configurations")
-            self._insert(conn, "llms", tenant, dict(row), "an LLM configuration")
-
-    def get_llm(self, tenant: str, llm_id: str) -> LLMRow:
-        """One LLM configuration of the tenant."""
-        return self._one("llms", "llm", tenant, llm_id)  # type: ignore[return-value]
-
-    def list_llms(self, tenant: str) -> list[LLMRow]:
-        """The tenant's LLM configurations, oldest first."""
-        return self._rows("llms", "SELECT * FROM llms WHERE tenant_id = ? ORDER BY created_at, id", (tenant,))  # type: ignore[return-value]
-
-    def delete_llm(self, tenant: str, llm_id: str) -> None:
-        """Delete one LLM configuration of the tenant."""
-        self._delete("llms", "llm", tenant, llm_id)
-
-    # -- secrets of every tenant (operators only) ---------------------------------------------
-
-    def secrets_not_under(self, key_id: str) -> list[StoredSecret]:
-        """Every ciphertext not under master key ``key_id``."""
-        pattern = f"v1:{key_id}:%"
-        conn = self._connection()
-        found = [
-            StoredSecret("llm", row[0], row[1], "api_key", row[2])
-            for row in conn.execute(
-                "SELECT tenant_id, id, api_key_ciphertext FROM llms"
-                " WHERE api_key_ciphertext IS NOT NULL AND api_key_ciphertext NOT LIKE ?", (pattern,)
-            )
-        ]
-        found += [
-            StoredSecret("tool", row[0], row[1], row[2], row[3])
-            for row in conn.execute(
-                "SELECT tenant_id, tool_id, name, ciphertext FROM tool_secrets WHERE ciphertext NOT LIKE ?", (pattern,)
-            )
-        ]
-        return found
-
-    def replace_secret(self, secret: StoredSecret, new: str) -> bool:
-        """Swap one ciphertext for another if it is still the one read."""
-        with self._write() as conn:
-            if secret.kind == "llm":
-                cursor = conn.execute(
-                    "UPDATE llms SET api_key_ciphertext = ? WHERE tenant_id = ? AND id = ? AND api_key_ciphertext = ?",
-                    (new, secret.tenant, secret.owner_id, secret.ciphertext),
-                )
-            else:
-                cursor = conn.execute(
-                    "UPDATE tool_secrets SET ciphertext = ? WHERE tenant_id = ? AND tool_id = ? AND name = ?"
-                    " AND ciphertext = ?",
-                    (new, secret.tenant, secret.owner_id, secret.name, secret.ciphertext),
-                )
-            return cursor.rowcount == 1
-
-    # -- runs ---------------------------------------------------------------------------------
-
-    def start_run(self, tenant: str, row: RunRow, *, quota: RunQuota) -> None:
-        """Record a started run, within the tenant's concurrency and rate limits."""
-        now = datetime.now(timezone.utc)
-        with self._write(tenant) as conn:
-            for limit, condition, since, what in (
-                ("max_concurrent_runs", "status = 'running' AND ", STALE_RUN_AFTER, "the runs in progress"),
-                ("runs_per_minute", "", timedelta(minutes=1), "the runs started in the last minute"),
-            ):
-                count = conn.execute(
-                    f"SELECT COUNT(*) FROM runs WHERE tenant_id = ? AND {condition}started_at > ?",
-                    (tenant, (now - since).isoformat(timespec="microseconds")),
-                ).fetchone()[0]
-                allowed = quota[limit]  # type: ignore[literal-required]
-                if count + 1 > allowed:
-                    raise exceeded(limit, count + 1, allowed, what)
-            self._insert(conn, "runs", tenant, dict(row), "a run")
-
-    def finish_run(self, tenant: str, run_id: str, fields: dict[str, Any]) -> RunRow:
-        """Store a run's outcome; return the record."""
-        values = {k: (json.dumps(v) if k in _JSON["runs"] else v) for k, v in fields.items()}
-        with self._write() as conn:
-            cursor = conn.execute(
-                f"UPDATE runs SET {', '.join(f'{column} = ?' for column in values)} WHERE tenant_id = ? AND id = ?",
-                (*values.values(), tenant, run_id),
-            )
-            if cursor.rowcount == 0:
-                raise NotFoundError("run", run_id)
-        return self.get_run(tenant, run_id)
-
-    def get_run(self, tenant: str, run_id: str) -> RunRow:
-        """One run record of the tenant."""
-        return self._one("runs", "run", tenant, run_id)  # type: ignore[return-value]
-
-    def list_runs(self, tenant: str, *, limit: int) -> list[RunRow]:
-        """The tenant's run records, newest first."""
-        sql = "SELECT * FROM runs WHERE tenant_id = ? ORDER BY started_at DESC LIMIT ?"
-        return self._rows("runs", sql, (tenant, int(limit)))  # type: ignore[return-value]
-
-    # -- limits and executor options ----------------------------------------------------------
-
-    def get_limits(self, tenant: str) -> dict[str, int]:
-        """The tenant's stored limit overrides."""
-        rows = self._rows("tenant_limits", "SELECT * FROM tenant_limits WHERE tenant_id = ?", (tenant,))
-        if not rows:
-            return {}
-        return {k: v for k, v in rows[0].items() if k not in ("tenant_id", "updated_at") and v is not None}
-
-    def set_limits(self, tenant: str, values: dict[str, int | None]) -> None:
-        """Store limit overrides (column names were checked against :class:`~mt_core.limits.Limits`)."""
-        with self._write(tenant) as conn:
-            conn.execute("INSERT OR IGNORE INTO tenant_limits (tenant_id, updated_at) VALUES (?, ?)", (tenant, utcnow()))
-            for column, value in values.items():
-                conn.execute(
-                    f"UPDATE tenant_limits SET {column} = ?, updated_at = ? WHERE tenant_id = ?",
-                    (value, utcnow(), tenant),
-                )
-
-    def get_executor_options(self, tenant: str) -> dict[str, Any]:
-        """The tenant's executor options."""
-        row = self._connection().execute(
-            "SELECT options FROM tenant_executor_options WHERE tenant_id = ?", (tenant,)
-        ).fetchone()
-        return json.loads(row[0]) if row else {}
-
-    def set_executor_options(self, tenant: str, options: dict[str, Any]) -> None:
-        """Replace the tenant's executor options."""
-        with self._write(tenant) as conn:
-            conn.execute(
-                "INSERT INTO tenant_executor_options (tenant_id, options, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT(tenant_id) DO UPDATE SET options = excluded.options, updated_at = excluded.updated_at",
-                (tenant, json.dumps(options), utcnow()),
-            )
-
-    # -- the package tool catalog -------------------------------------------------------------
-
-    def catalog(self) -> dict[str, CatalogRow]:
-        """Every package tool ever recorded, by name."""
-        rows = self._rows("package_tools", "SELECT * FROM package_tools ORDER BY name", ())
-        return {row["name"]: {**row, "available": bool(row["available"])} for row in rows}  # type: ignore[misc]
-
-    def upsert_catalog(self, entries: list[CatalogRow], unavailable: list[str]) -> None:
-        """Record changed package tools and mark vanished ones unavailable."""
-        with self._write() as conn:
-            for entry in entries:
-                conn.execute(
-                    "INSERT INTO package_tools (name, plugin, distribution, version, description, inputs,"
-                    " output_type, content_sha256, available, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET plugin = excluded.plugin, distribution = excluded.distribution,"
-                    " version = excluded.version, description = excluded.description, inputs = excluded.inputs,"
-                    " output_type = excluded.output_type, content_sha256 = excluded.content_sha256,"
-                    " available = 1, updated_at = excluded.updated_at",
-                    (
-                        entry["name"], entry["plugin"], entry["distribution"], entry["version"], entry["description"],
-                        json.dumps(entry["inputs"]), entry["output_type"], entry["content_sha256"], utcnow(),
-                    ),
-                )
-            for name in unavailable:
-                conn.execute("UPDATE package_tools SET available = 0, updated_at = ? WHERE name = ?", (utcnow(), name))
-
-    def enabled_package_tools(self, tenant: str) -> list[CatalogRow]:
-        """The package tools the tenant has enabled (available or not), by name."""
-        rows = self._rows(
-            "package_tools",
-            "SELECT p.*, e.enabled_at, e.settings FROM tenant_package_tools e JOIN package_tools p"
-            " ON p.name = e.tool_name WHERE e.tenant_id = ? ORDER BY p.name",
-            (tenant,),
-        )
-        return [{**row, "available": bool(row["available"])} for row in rows]  # type: ignore[misc]
-
-    def enable_package_tool(self, tenant: str, name: str, settings: dict[str, Any] | None,
-                            secrets: list[SecretRow] | None) -> None:
-        """Enable a package tool for the tenant, or change its settings and secrets."""
-        tool_id = f"pkg:{name}"
-        with self._write(tenant) as conn:
-            conn.execute(
-                "INSERT INTO tenant_package_tools (tenant_id, tool_name, enabled_at, settings) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(tenant_id, tool_name) DO NOTHING",
-                (tenant, name, utcnow(), json.dumps(settings or {})),
-            )
-            if settings is not None:
-                conn.execute("UPDATE tenant_package_tools SET settings = ? WHERE tenant_id = ? AND tool_name = ?",
-                             (json.dumps(settings), tenant, name))
-            if secrets is not None:
-                conn.execute("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, tool_id))
-                self._put_secrets(conn, tenant, tool_id, secrets)
-
-    def disable_package_tool(self, tenant: str, name: str) -> bool:
-        """Disable a package tool for the tenant; its settings and secrets go with it."""
-        with self._write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM tenant_package_tools WHERE tenant_id = ? AND tool_name = ?", (tenant, name)
-            )
-            conn.execute("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, f"pkg:{name}"))
-            return cursor.rowcount > 0
-
-
-def _baseline_sql() -> str:
-    return resources.files("mt_core.database").joinpath("schema.sql").read_text(encoding="utf-8")
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (our scripts hold no triggers or string semicolons)."""
-    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]

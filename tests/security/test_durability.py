@@ -1,18 +1,18 @@
-"""4 processes x 8 threads add tools and record runs on one SQLite file for 30 s: nothing is
-lost, and no "database is locked" error escapes."""
+"""4 processes x 8 threads add tools and record runs on one database for 30 s (a SQLite file, or
+PostgreSQL): nothing is lost, and no "database is locked", serialization or deadlock error escapes."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
-import sqlite3
 import threading
 import time
 import traceback
 import warnings
 
-from conftest import CALCULATOR, make_settings
+from conftest import CALCULATOR, make_settings, raw_sql
+from mt_core import MTCore
 
 DURATION = float(os.environ.get("MT_DURABILITY_SECONDS", "30"))
 PROCESSES, THREADS = 4, 8
@@ -20,12 +20,12 @@ PROCESSES, THREADS = 4, 8
 SCRIPT = ["<code>\nfinal_answer('done')\n</code>"]
 
 
-def _worker(home: str, master_key: str, process: int, report: str) -> None:
+def _worker(home: str, master_key: str, database_url: str | None, process: int, report: str) -> None:
     from mt_core import MTCore
     from mt_core.testing import ScriptedLLMServer
 
     warnings.simplefilter("ignore")
-    core = MTCore(settings=make_settings(home, master_key=master_key))
+    core = MTCore(settings=make_settings(home, master_key=master_key, database_url=database_url))
     counts = {"tools": 0, "runs": 0, "errors": []}
     lock = threading.Lock()
     deadline = time.monotonic() + DURATION
@@ -65,7 +65,8 @@ def test_many_processes_and_threads_lose_nothing(tmp_path):
     context = multiprocessing.get_context("spawn")
     reports = [tmp_path / f"report-{p}.json" for p in range(PROCESSES)]
     workers = [
-        context.Process(target=_worker, args=(str(settings.home), settings.master_key, p, str(reports[p])))
+        context.Process(target=_worker, args=(str(settings.home), settings.master_key, settings.database_url, p,
+                                                str(reports[p])))
         for p in range(PROCESSES)
     ]
     for worker in workers:
@@ -76,12 +77,13 @@ def test_many_processes_and_threads_lose_nothing(tmp_path):
     results = [json.loads(report.read_text()) for report in reports]
     errors = [error for result in results for error in result["errors"]]
     assert errors == [], errors[:3]
-    with sqlite3.connect(settings.home / "mt.db") as conn:
-        stored_tools = conn.execute("SELECT COUNT(*) FROM tools").fetchone()[0]
-        stored_runs = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'").fetchone()[0]
-        unfinished = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0]
+    core = MTCore(settings=settings)
+    stored_tools = raw_sql(core, "SELECT COUNT(*) FROM tools")[0][0]
+    stored_runs = raw_sql(core, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'")[0][0]
+    unfinished = raw_sql(core, "SELECT COUNT(*) FROM runs WHERE status = 'running'")[0][0]
     assert stored_tools == sum(result["tools"] for result in results) > 0
     assert stored_runs == sum(result["runs"] for result in results) > 0
     assert unfinished == 0
     files = sum(1 for _ in (settings.home / "tools").rglob("*.py"))
     assert files == stored_tools
+    core.close()

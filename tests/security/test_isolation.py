@@ -15,7 +15,7 @@ import pytest
 
 import mt_core
 from mt_core import api
-from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT
+from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT, current_backend
 
 pytestmark = pytest.mark.filterwarnings("ignore::mt_core.errors.SandboxFallbackWarning")
 
@@ -107,7 +107,7 @@ MT_COMMANDS = [
 
 @pytest.mark.parametrize("command", MT_COMMANDS, ids=lambda c: " ".join(c[:2]))
 def test_every_mt_command_treats_foreign_ids_as_missing(victim, default_core, command):
-    env = {**os.environ, "MT_HOME": str(default_core.home), "MT_LOAD_PLUGINS": ""}
+    env = {**os.environ, **current_backend().env(default_core.home), "MT_LOAD_PLUGINS": ""}
     args = [part.format(**victim) for part in command]
     out = subprocess.run(
         [sys.executable, "-m", "mt_core", *args, "--tenant", "attacker"], env=env, capture_output=True, text=True

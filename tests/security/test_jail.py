@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -50,10 +52,24 @@ def assert_victim_intact(core, victim) -> None:
     assert [run["status"] for run in handle.get_runs()] == ["succeeded"]
 
 
+def database_socket(core) -> str | None:
+    """The PostgreSQL server's Unix socket of a PostgreSQL installation (which this process can reach)."""
+    url = core.settings.database_url or ""
+    folder = parse_qs(urlsplit(url).query).get("host", [""])[0]
+    if not folder:
+        return None
+    path = f"{folder}/.s.PGSQL.5432"
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(path)  # the host can: the jail must not
+    client.close()
+    return path
+
+
 def attack_probes(core, victim, listener, tmp_path) -> str:
     return probes(
         home=core.home, victim="victim", victim_tool_file=core.home / "tools" / "victim" / f"{victim['tool']}.py",
         host_pid=os.getpid(), listener_port=listener.port, host_file=tmp_path / "written-from-the-jail.txt",
+        database_socket=database_socket(core),
     )
 
 

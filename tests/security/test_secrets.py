@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from conftest import CALCULATOR, CALCULATOR_SCRIPT, make_settings, decrypted
+from conftest import CALCULATOR, CALCULATOR_SCRIPT, current_backend, decrypted, make_settings, raw_sql
 from mt_core import MTCore, RunError, SecretError
 from mt_core.secrets import generate_master_key
 
@@ -24,9 +23,8 @@ def test_ciphertext_copied_to_another_row_or_tenant_does_not_decrypt(core):
     first = acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=SECRET, model_name="a")
     second = acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key="sk-other-key-000000000", model_name="b")
     theirs = globex.add_llm(base_url="http://127.0.0.1:9/v1", api_key="sk-globex-key-00000000", model_name="c")
-    with sqlite3.connect(core.home / "mt.db") as conn:
-        sealed = conn.execute("SELECT api_key_ciphertext FROM llms WHERE id = ?", (first,)).fetchone()[0]
-        conn.execute("UPDATE llms SET api_key_ciphertext = ? WHERE id IN (?, ?)", (sealed, second, theirs))
+    sealed = raw_sql(core, "SELECT api_key_ciphertext FROM llms WHERE id = ?", (first,))[0][0]
+    raw_sql(core, "UPDATE llms SET api_key_ciphertext = ? WHERE id IN (?, ?)", (sealed, second, theirs))
     assert decrypted(core, "acme", first).api_key == SECRET
     with pytest.raises(SecretError, match="does not decrypt for this tenant and row"):
         decrypted(core, "acme", second)
@@ -58,7 +56,7 @@ def test_mt_keys_rotate_command(tmp_path):
     old, new = generate_master_key(), generate_master_key()
     core = MTCore(settings=make_settings(tmp_path, master_key=old))
     llm_id = core.tenant("acme").add_llm(base_url="http://127.0.0.1:9/v1", api_key=SECRET, model_name="m")
-    env = {**os.environ, "MT_HOME": str(tmp_path), "MT_MASTER_KEY": new, "MT_MASTER_KEY_PREVIOUS": old,
+    env = {**os.environ, **current_backend().env(tmp_path), "MT_MASTER_KEY": new, "MT_MASTER_KEY_PREVIOUS": old,
            "MT_LOAD_PLUGINS": ""}
     out = subprocess.run([sys.executable, "-m", "mt_core", "keys", "rotate"], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -1,0 +1,539 @@
+"""The operations of :class:`~mt_core.storage.base.Storage` in SQL that SQLite and PostgreSQL both run.
+
+A backend (:mod:`.sqlite`, :mod:`.postgresql`) supplies connections, transactions and migrations,
+and the few things that differ: how a tenant's limit-checking writes are serialized, how a unique
+violation looks, which columns a table has. Statements here use ``?`` placeholders and only
+syntax both dialects share (``ON CONFLICT``, ``LIMIT``, ``COUNT``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol, TypeVar
+
+from ..errors import ConflictError, NotFoundError, ValidationError
+from ..limits import exceeded
+from ..owners import stale_reason
+from .base import (
+    TABLES, CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, StoredSecret, ToolRow, ToolVersionRow, utcnow,
+)
+
+T = TypeVar("T")
+
+# The JSON columns of each table (encoded on write, decoded on read).
+_JSON = {
+    "tool_versions": ("inputs", "output_schema", "dependencies", "settings"),
+    "llms": ("options",),
+    "runs": ("tool_ids", "tool_versions"),
+    "package_tools": ("inputs", "settings"),
+}
+_TOOL_SELECT = (
+    "SELECT t.id, t.name, t.version AS latest_version, t.created_at, v.version, v.description, v.kind, v.entry,"
+    " v.source, v.source_sha256, v.inputs, v.output_type, v.output_schema, v.dependencies, v.settings,"
+    " v.created_at AS version_created_at FROM tools t JOIN tool_versions v"
+    " ON v.tenant_id = t.tenant_id AND v.tool_id = t.id"
+)
+# What a run record shows; who ran it (owner_*) and its deadline stay inside the storage layer.
+_RUN_COLUMNS = (
+    "tenant_id, id, llm_id, tool_ids, tool_versions, query, agent_type, executor, status, output, error,"
+    " input_tokens, output_tokens, steps, duration_ms, started_at, finished_at"
+)
+_RUNNING = (
+    "SELECT id, started_at, deadline, owner_host, owner_boot_id, owner_pid, owner_start_time FROM runs"
+    " WHERE tenant_id = ? AND status = 'running' ORDER BY id"  # one order: concurrent markers never deadlock
+)
+
+
+class Tx(Protocol):
+    """A connection (inside a transaction for writes) as the shared operations use it."""
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Run a query; its rows as dicts."""
+
+    def run(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run a statement; the number of rows it changed."""
+
+    def run_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        """Run a statement once per parameter tuple."""
+
+
+def decode(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``table`` with their JSON columns decoded."""
+    columns = [c for c in _JSON.get(table, ()) if rows and c in rows[0]]
+    if columns:
+        for row in rows:
+            for column in columns:
+                if row[column] is not None:
+                    row[column] = json.loads(row[column])
+    return rows
+
+
+class SQLStorage:
+    """The shared operations; a backend subclass provides :meth:`_read`, :meth:`_write`,
+    :meth:`_snapshot`, :meth:`_columns` and :meth:`_name_conflict`."""
+
+    dialect = ""
+
+    # -- what a backend provides ------------------------------------------------------------------
+
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A connection for reads."""
+        raise NotImplementedError
+
+    def _write(self, body: Callable[[Tx], T], tenant: str | None = None, *, retry: bool = True) -> T:
+        """``body`` in one write transaction (rolled back if it raises). With ``tenant``, the tenant
+        row exists (created if new) and the tenant's limit-checking writes are serialized. A backend
+        may run ``body`` again after a transient conflict unless ``retry`` is False."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction that sees one consistent state of the whole database."""
+        raise NotImplementedError
+
+    def _columns(self, tx: Tx, table: str) -> list[str]:
+        """The columns ``table`` has in this database."""
+        raise NotImplementedError
+
+    def _name_conflict(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a unique violation of a ``(tenant_id, name)`` key."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release every connection."""
+        raise NotImplementedError
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _rows(self, table: str, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._read() as tx:
+            return decode(table, tx.rows(sql, params))
+
+    def _insert(self, tx: Tx, table: str, tenant: str, row: dict[str, Any], kind: str) -> None:
+        columns = _JSON.get(table, ())
+        values = {k: (json.dumps(v) if k in columns else v) for k, v in row.items()}
+        values["tenant_id"] = tenant
+        try:
+            tx.run(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+                   tuple(values.values()))
+        except Exception as exc:
+            if self._name_conflict(exc):
+                raise ConflictError(f"this tenant already has {kind} named {row.get('name')!r}") from None
+            raise
+
+    @staticmethod
+    def _check_count(tx: Tx, table: str, tenant: str, limit: str, allowed: int, what: str) -> None:
+        count = tx.rows(f"SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = ?", (tenant,))[0]["n"]
+        if count + 1 > allowed:
+            raise exceeded(limit, count + 1, allowed, what)
+
+    def _delete(self, table: str, kind: str, tenant: str, object_id: str) -> None:
+        def body(tx: Tx) -> None:
+            if tx.run(f"DELETE FROM {table} WHERE tenant_id = ? AND id = ?", (tenant, object_id)) == 0:
+                raise NotFoundError(kind, object_id)
+
+        self._write(body)
+
+    def schema_versions(self) -> list[tuple[int, str]]:
+        """The migrations recorded in this database, oldest first."""
+        with self._read() as tx:
+            return [(row["version"], row["name"]) for row in tx.rows(
+                "SELECT version, name FROM schema_migrations ORDER BY version")]
+
+    # -- tools ------------------------------------------------------------------------------------
+
+    def add_tool(self, tenant: str, tool_id: str, name: str, version: ToolVersionRow, secrets: list[SecretRow], *,
+                 max_tools: int) -> None:
+        """Store a new tool as version 1, within ``max_tools``."""
+
+        def body(tx: Tx) -> None:
+            self._check_count(tx, "tools", tenant, "max_tools", max_tools, "the number of tools")
+            self._insert(tx, "tools", tenant, {"id": tool_id, "name": name, "version": 1,
+                                               "created_at": version["created_at"]}, "a tool")
+            self._insert(tx, "tool_versions", tenant, {**version, "tool_id": tool_id, "version": 1}, "a tool version")
+            self._put_secrets(tx, tenant, tool_id, secrets)
+
+        self._write(body, tenant)
+
+    def add_tool_version(self, tenant: str, tool_id: str, version: ToolVersionRow,
+                         secrets: list[SecretRow] | None) -> int:
+        """Store the next version of a tool; its number."""
+
+        def body(tx: Tx) -> int:
+            # the UPDATE takes the tool's row lock first, so concurrent versions get distinct numbers
+            if tx.run("UPDATE tools SET version = version + 1 WHERE tenant_id = ? AND id = ?", (tenant, tool_id)) == 0:
+                raise NotFoundError("tool", tool_id)
+            found = tx.rows("SELECT version FROM tools WHERE tenant_id = ? AND id = ?", (tenant, tool_id))
+            number = int(found[0]["version"])
+            self._insert(tx, "tool_versions", tenant, {**version, "tool_id": tool_id, "version": number},
+                         "a tool version")
+            if secrets is not None:
+                tx.run("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, tool_id))
+                self._put_secrets(tx, tenant, tool_id, secrets)
+            return number
+
+        return self._write(body)
+
+    @staticmethod
+    def _put_secrets(tx: Tx, tenant: str, tool_id: str, secrets: list[SecretRow]) -> None:
+        now = utcnow()
+        if secrets:
+            tx.run_many(
+                "INSERT INTO tool_secrets (tenant_id, tool_id, name, ciphertext, masked, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(tenant, tool_id, s["name"], s["ciphertext"], s["masked"], now) for s in secrets],
+            )
+
+    def get_tool(self, tenant: str, tool_id: str, version: int | None = None) -> ToolRow:
+        """A tool of the tenant at ``version`` (default: the latest)."""
+        condition = "v.version = ?" if version is not None else "v.version = t.version"
+        params: tuple[Any, ...] = (tenant, tool_id, version) if version is not None else (tenant, tool_id)
+        rows = self._rows("tool_versions", f"{_TOOL_SELECT} WHERE t.tenant_id = ? AND t.id = ? AND {condition}", params)
+        if not rows:
+            exists = "SELECT 1 AS found FROM tools WHERE tenant_id = ? AND id = ?"
+            if version is not None and self._rows("tools", exists, (tenant, tool_id)):
+                raise NotFoundError("tool version", f"{tool_id}@{version}")
+            raise NotFoundError("tool", tool_id)
+        return rows[0]  # type: ignore[return-value]
+
+    def list_tools(self, tenant: str) -> list[ToolRow]:
+        """The tenant's tools at their latest versions, oldest first."""
+        sql = f"{_TOOL_SELECT} WHERE t.tenant_id = ? AND v.version = t.version ORDER BY t.created_at, t.id"
+        return self._rows("tool_versions", sql, (tenant,))  # type: ignore[return-value]
+
+    def list_tool_versions(self, tenant: str, tool_id: str) -> list[dict[str, Any]]:
+        """Every version of a tool of the tenant, oldest first."""
+        rows = self._rows(
+            "tool_versions",
+            "SELECT version, created_at, source_sha256 FROM tool_versions WHERE tenant_id = ? AND tool_id = ?"
+            " ORDER BY version",
+            (tenant, tool_id),
+        )
+        if not rows:
+            raise NotFoundError("tool", tool_id)
+        return rows
+
+    def tool_name_taken(self, tenant: str, name: str) -> bool:
+        """Whether the tenant has a tool named ``name``."""
+        sql = "SELECT 1 AS found FROM tools WHERE tenant_id = ? AND name = ?"
+        return bool(self._rows("tools", sql, (tenant, name)))
+
+    def delete_tool(self, tenant: str, tool_id: str) -> None:
+        """Delete one tool of the tenant with its versions and secrets."""
+
+        def body(tx: Tx) -> None:
+            if tx.run("DELETE FROM tools WHERE tenant_id = ? AND id = ?", (tenant, tool_id)) == 0:
+                raise NotFoundError("tool", tool_id)
+            tx.run("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, tool_id))
+
+        self._write(body)
+
+    def tool_secrets(self, tenant: str, tool_id: str) -> list[SecretRow]:
+        """The secrets the tenant gave a tool."""
+        return self._rows(  # type: ignore[return-value]
+            "tool_secrets",
+            "SELECT name, ciphertext, masked FROM tool_secrets WHERE tenant_id = ? AND tool_id = ? ORDER BY name",
+            (tenant, tool_id),
+        )
+
+    def all_tool_secrets(self, tenant: str) -> dict[str, list[SecretRow]]:
+        """The secrets of every tool of the tenant, by tool id."""
+        found: dict[str, list[SecretRow]] = {}
+        for row in self._rows("tool_secrets", "SELECT tool_id, name, ciphertext, masked FROM tool_secrets"
+                              " WHERE tenant_id = ? ORDER BY tool_id, name", (tenant,)):
+            found.setdefault(row.pop("tool_id"), []).append(row)  # type: ignore[arg-type]
+        return found
+
+    # -- LLM configurations -----------------------------------------------------------------------
+
+    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int) -> None:
+        """Store an LLM configuration within ``max_llms``."""
+
+        def body(tx: Tx) -> None:
+            self._check_count(tx, "llms", tenant, "max_llms", max_llms, "the number of LLM configurations")
+            self._insert(tx, "llms", tenant, dict(row), "an LLM configuration")
+
+        self._write(body, tenant)
+
+    def get_llm(self, tenant: str, llm_id: str) -> LLMRow:
+        """One LLM configuration of the tenant."""
+        rows = self._rows("llms", "SELECT * FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id))
+        if not rows:
+            raise NotFoundError("llm", llm_id)
+        return rows[0]  # type: ignore[return-value]
+
+    def list_llms(self, tenant: str) -> list[LLMRow]:
+        """The tenant's LLM configurations, oldest first."""
+        return self._rows("llms", "SELECT * FROM llms WHERE tenant_id = ? ORDER BY created_at, id", (tenant,))  # type: ignore[return-value]
+
+    def delete_llm(self, tenant: str, llm_id: str) -> None:
+        """Delete one LLM configuration of the tenant."""
+        self._delete("llms", "llm", tenant, llm_id)
+
+    # -- secrets of every tenant (operators only) -------------------------------------------------
+
+    def secrets_not_under(self, key_id: str) -> list[StoredSecret]:
+        """Every ciphertext not under master key ``key_id``."""
+        pattern = f"v1:{key_id}:%"
+        with self._read() as tx:
+            found = [
+                StoredSecret("llm", row["tenant_id"], row["id"], "api_key", row["api_key_ciphertext"])
+                for row in tx.rows("SELECT tenant_id, id, api_key_ciphertext FROM llms WHERE api_key_ciphertext IS NOT"
+                                   " NULL AND api_key_ciphertext NOT LIKE ?", (pattern,))
+            ]
+            found += [
+                StoredSecret("tool", row["tenant_id"], row["tool_id"], row["name"], row["ciphertext"])
+                for row in tx.rows("SELECT tenant_id, tool_id, name, ciphertext FROM tool_secrets"
+                                   " WHERE ciphertext NOT LIKE ?", (pattern,))
+            ]
+        return found
+
+    def replace_secret(self, secret: StoredSecret, new: str) -> bool:
+        """Swap one ciphertext for another if it is still the one read."""
+
+        def body(tx: Tx) -> bool:
+            if secret.kind == "llm":
+                return tx.run(
+                    "UPDATE llms SET api_key_ciphertext = ? WHERE tenant_id = ? AND id = ? AND api_key_ciphertext = ?",
+                    (new, secret.tenant, secret.owner_id, secret.ciphertext),
+                ) == 1
+            return tx.run(
+                "UPDATE tool_secrets SET ciphertext = ? WHERE tenant_id = ? AND tool_id = ? AND name = ?"
+                " AND ciphertext = ?",
+                (new, secret.tenant, secret.owner_id, secret.name, secret.ciphertext),
+            ) == 1
+
+        return self._write(body)
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def start_run(self, tenant: str, row: RunRow, *, quota: RunQuota) -> None:
+        """Record a started run, within the tenant's concurrency and rate limits (stale runs of the
+        tenant are marked failed first, and no longer count)."""
+
+        def body(tx: Tx) -> None:
+            now = datetime.now(timezone.utc)
+            self._mark_stale(tx, tenant, tx.rows(_RUNNING, (tenant,)), now)
+            running = tx.rows("SELECT COUNT(*) AS n FROM runs WHERE tenant_id = ? AND status = 'running'", (tenant,))
+            recent = tx.rows("SELECT COUNT(*) AS n FROM runs WHERE tenant_id = ? AND started_at > ?",
+                             (tenant, (now - timedelta(minutes=1)).isoformat(timespec="microseconds")))
+            for limit, count, what in (("max_concurrent_runs", running[0]["n"], "the runs in progress"),
+                                       ("runs_per_minute", recent[0]["n"], "the runs started in the last minute")):
+                allowed = quota[limit]  # type: ignore[literal-required]
+                if count + 1 > allowed:
+                    raise exceeded(limit, count + 1, allowed, what)
+            self._insert(tx, "runs", tenant, dict(row), "a run")
+
+        self._write(body, tenant)
+
+    @staticmethod
+    def _mark_stale(tx: Tx, tenant: str, running: list[dict[str, Any]], now: datetime) -> int:
+        """Mark ``failed`` those of ``running`` that can no longer be running; how many."""
+        marked = 0
+        for run in running:
+            reason = stale_reason(run, now)
+            if reason is not None:
+                marked += tx.run(
+                    "UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE tenant_id = ? AND id = ?"
+                    " AND status = 'running'", (reason, now.isoformat(timespec="microseconds"), tenant, run["id"]),
+                )
+        return marked
+
+    def _reap(self, tenant: str) -> None:
+        """Mark the tenant's stale runs failed; a read when there are none."""
+        with self._read() as tx:
+            running = tx.rows(_RUNNING, (tenant,))
+        now = datetime.now(timezone.utc)
+        if any(stale_reason(run, now) is not None for run in running):
+            self._write(lambda tx: self._mark_stale(tx, tenant, tx.rows(_RUNNING, (tenant,)), now))
+
+    def finish_run(self, tenant: str, run_id: str, fields: dict[str, Any]) -> RunRow:
+        """Store a run's outcome; return the record."""
+        values = {k: (json.dumps(v) if k in _JSON["runs"] else v) for k, v in fields.items()}
+        unknown = set(values) - set(_RUN_COLUMNS.replace(" ", "").split(","))
+        if unknown:
+            raise ValidationError("fields", f"not run columns: {sorted(unknown)}")
+
+        def body(tx: Tx) -> None:
+            changed = tx.run(
+                f"UPDATE runs SET {', '.join(f'{column} = ?' for column in values)} WHERE tenant_id = ? AND id = ?",
+                (*values.values(), tenant, run_id),
+            )
+            if changed == 0:
+                raise NotFoundError("run", run_id)
+
+        self._write(body)
+        return self._run(tenant, run_id)
+
+    def _run(self, tenant: str, run_id: str) -> RunRow:
+        rows = self._rows("runs", f"SELECT {_RUN_COLUMNS} FROM runs WHERE tenant_id = ? AND id = ?", (tenant, run_id))
+        if not rows:
+            raise NotFoundError("run", run_id)
+        return rows[0]  # type: ignore[return-value]
+
+    def get_run(self, tenant: str, run_id: str) -> RunRow:
+        """One run record of the tenant."""
+        self._reap(tenant)
+        return self._run(tenant, run_id)
+
+    def list_runs(self, tenant: str, *, limit: int) -> list[RunRow]:
+        """The tenant's run records, newest first."""
+        self._reap(tenant)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE tenant_id = ? ORDER BY started_at DESC LIMIT ?"
+        return self._rows("runs", sql, (tenant, int(limit)))  # type: ignore[return-value]
+
+    # -- limits and executor options --------------------------------------------------------------
+
+    def get_limits(self, tenant: str) -> dict[str, int]:
+        """The tenant's stored limit overrides."""
+        rows = self._rows("tenant_limits", "SELECT * FROM tenant_limits WHERE tenant_id = ?", (tenant,))
+        if not rows:
+            return {}
+        return {k: v for k, v in rows[0].items() if k not in ("tenant_id", "updated_at") and v is not None}
+
+    def set_limits(self, tenant: str, values: dict[str, int | None]) -> None:
+        """Store limit overrides (column names were checked against :class:`~mt_core.limits.Limits`)."""
+
+        def body(tx: Tx) -> None:
+            now = utcnow()
+            tx.run("INSERT INTO tenant_limits (tenant_id, updated_at) VALUES (?, ?) ON CONFLICT (tenant_id) DO NOTHING",
+                   (tenant, now))
+            for column, value in values.items():
+                tx.run(f"UPDATE tenant_limits SET {column} = ?, updated_at = ? WHERE tenant_id = ?", (value, now, tenant))
+
+        self._write(body, tenant)
+
+    def get_executor_options(self, tenant: str) -> dict[str, Any]:
+        """The tenant's executor options."""
+        rows = self._rows("tenant_executor_options", "SELECT options FROM tenant_executor_options WHERE tenant_id = ?",
+                          (tenant,))
+        return json.loads(rows[0]["options"]) if rows else {}
+
+    def set_executor_options(self, tenant: str, options: dict[str, Any]) -> None:
+        """Replace the tenant's executor options."""
+        self._write(lambda tx: tx.run(
+            "INSERT INTO tenant_executor_options (tenant_id, options, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (tenant_id) DO UPDATE SET options = excluded.options, updated_at = excluded.updated_at",
+            (tenant, json.dumps(options), utcnow()),
+        ), tenant)
+
+    # -- the package tool catalog -----------------------------------------------------------------
+
+    def catalog(self) -> dict[str, CatalogRow]:
+        """Every package tool ever recorded, by name."""
+        return {row["name"]: row for row in self._rows("package_tools", "SELECT * FROM package_tools ORDER BY name")}  # type: ignore[misc]
+
+    def record_catalog(self, entries: list[CatalogRow]) -> None:
+        """Record new package tools and new metadata of known ones."""
+        now = utcnow()
+        self._write(lambda tx: tx.run_many(
+            "INSERT INTO package_tools (name, plugin, distribution, version, description, inputs, output_type,"
+            " content_sha256, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET plugin = excluded.plugin, distribution = excluded.distribution,"
+            " version = excluded.version, description = excluded.description, inputs = excluded.inputs,"
+            " output_type = excluded.output_type, content_sha256 = excluded.content_sha256,"
+            " updated_at = excluded.updated_at",
+            [(e["name"], e["plugin"], e["distribution"], e["version"], e["description"], json.dumps(e["inputs"]),
+              e["output_type"], e["content_sha256"], now) for e in entries],
+        ))
+
+    def enabled_package_tools(self, tenant: str) -> list[CatalogRow]:
+        """The package tools the tenant has enabled, by name."""
+        return self._rows(  # type: ignore[return-value]
+            "package_tools",
+            "SELECT p.*, e.enabled_at, e.settings FROM tenant_package_tools e JOIN package_tools p"
+            " ON p.name = e.tool_name WHERE e.tenant_id = ? ORDER BY p.name",
+            (tenant,),
+        )
+
+    def enable_package_tool(self, tenant: str, name: str, settings: dict[str, Any] | None,
+                            secrets: list[SecretRow] | None) -> None:
+        """Enable a package tool for the tenant, or change its settings and secrets."""
+        tool_id = f"pkg:{name}"
+
+        def body(tx: Tx) -> None:
+            tx.run(
+                "INSERT INTO tenant_package_tools (tenant_id, tool_name, enabled_at, settings) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant_id, tool_name) DO NOTHING",
+                (tenant, name, utcnow(), json.dumps(settings or {})),
+            )
+            if settings is not None:
+                tx.run("UPDATE tenant_package_tools SET settings = ? WHERE tenant_id = ? AND tool_name = ?",
+                       (json.dumps(settings), tenant, name))
+            if secrets is not None:
+                tx.run("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, tool_id))
+                self._put_secrets(tx, tenant, tool_id, secrets)
+
+        self._write(body, tenant)
+
+    def disable_package_tool(self, tenant: str, name: str) -> bool:
+        """Disable a package tool for the tenant; its settings and secrets go with it."""
+
+        def body(tx: Tx) -> bool:
+            removed = tx.run("DELETE FROM tenant_package_tools WHERE tenant_id = ? AND tool_name = ?", (tenant, name))
+            tx.run("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, f"pkg:{name}"))
+            return removed > 0
+
+        return self._write(body)
+
+    # -- whole installations ----------------------------------------------------------------------
+
+    def count_rows(self) -> dict[str, int]:
+        """The number of rows of every table."""
+        with self._read() as tx:
+            return {table: int(tx.rows(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]) for table in TABLES}
+
+    def export_rows(self, tables: list[str] | None = None, *,
+                    batch: int = 1000) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Every row of ``tables`` as stored, in batches, from one snapshot."""
+        chosen = list(TABLES) if tables is None else [_known_table(t) for t in tables]
+        with self._snapshot() as tx:
+            for table in chosen:
+                order = ", ".join(TABLES[table])
+                last: tuple[Any, ...] | None = None
+                while True:  # keyset pagination: each batch starts after the last key of the previous one
+                    where, params = ("", ()) if last is None else (
+                        f" WHERE ({order}) > ({', '.join('?' for _ in last)})", last)
+                    rows = tx.rows(f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT {int(batch)}", params)
+                    if not rows:
+                        break
+                    yield table, rows
+                    last = tuple(rows[-1][column] for column in TABLES[table])
+                    if len(rows) < batch:
+                        break
+
+    def import_rows(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> dict[str, int]:
+        """Write exported rows in one transaction; a row whose key exists is overwritten."""
+
+        def body(tx: Tx) -> dict[str, int]:
+            written: dict[str, int] = {}
+            known: dict[str, list[str]] = {}
+            for table, rows in batches:
+                if not rows:
+                    continue
+                columns = list(rows[0])
+                if table not in known:
+                    known[table] = self._columns(tx, _known_table(table))
+                missing = [c for c in columns if c not in known[table]]
+                if missing:
+                    raise ValidationError("rows", f"table {table} has no column {missing[0]!r} in this database")
+                key = TABLES[table]
+                rest = [c for c in columns if c not in key]
+                action = (f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in rest)}" if rest else "DO NOTHING")
+                tx.run_many(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+                    f" ON CONFLICT ({', '.join(key)}) {action}",
+                    [tuple(row[c] for c in columns) for row in rows],
+                )
+                written[table] = written.get(table, 0) + len(rows)
+            return written
+
+        return self._write(body, retry=False)  # the batches can be read only once
+
+
+def _known_table(table: str) -> str:
+    if table not in TABLES:
+        raise ValidationError("table", f"{table!r} is not a table of mt-core (tables: {', '.join(TABLES)})")
+    return table
