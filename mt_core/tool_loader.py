@@ -10,8 +10,9 @@ Which definition of a module is the tool:
    defines, decided with ``issubclass`` after the module ran, as ``Tool.from_code`` does; a class
    that other tool classes of the module derive from is a base, not a candidate, and an instance
    of a candidate class is that candidate;
-2. when there are several, the one whose Python name or ``name`` attribute is the name given to
-   ``add_tool``;
+2. when there are several, the one whose Python name is the name given to ``add_tool``, else the
+   one whose ``name`` attribute is (a Python name is unique in a module, a ``name`` attribute need
+   not be: ``visualizer = tool(...)`` beside ``class VisualQATool`` with ``name = "visualizer"``);
 3. when there are none, the only public function (it becomes a tool like ``@tool`` would make it),
    or the public function named like the tool;
 4. otherwise an error that lists the candidates.
@@ -97,13 +98,23 @@ def choose(found: list[Candidate], wanted: str) -> Candidate:
             "defines no tool: expected a function decorated with @tool, a smolagents.Tool subclass, or a public"
             " function with type hints and a docstring"
         )
-    named = [c for c in found if c.entry == wanted or getattr(c.obj, "name", None) == wanted]
+    named = [c for c in found if c.entry == wanted]
+    if not named:
+        named = [c for c in found if getattr(c.obj, "name", None) == wanted]
     if len(named) == 1:
         return named[0]
+    # private functions are never candidates; private classes and instances are (a module's only tool may be one)
+    private = ", or make the others private (a leading '_')" if all(c.kind == "function" for c in found) else ""
+    if named:
+        listed = ", ".join(c.describe() for c in named)
+        raise ToolSourceError(
+            f"defines {len(named)} tools named {wanted!r} ({listed}); add the one you mean under its Python name",
+            line=named[1].line,
+        )
     listed = ", ".join(c.describe() for c in found)
     raise ToolSourceError(
         f"defines {len(found)} possible tools ({listed}) and none is named {wanted!r}; name the tool like one of"
-        " them, or make the others private (a leading '_')",
+        f" them{private}",
         line=found[1].line,
     )
 

@@ -278,3 +278,79 @@ def test_a_dependency_that_cannot_be_resolved_is_refused_with_pips_line(core, lo
         f"dependencies: '{requirement}' is not installed here and cannot be resolved from the package index: {pip_says}"
     )
     assert "\n" not in message and core.tenant("acme").get_tools() == []
+
+
+# -- which definition is the tool, and how a class becomes it (issue #10: tools as people write them) -----
+
+# smolagents' examples/open_deep_research/scripts/visual_qa.py, shortened: a class whose name attribute
+# is the Python name of a @tool function beside it.
+PYTHON_NAME_AND_NAME_ATTRIBUTE = '''
+from smolagents import Tool, tool
+
+
+class VisualQATool(Tool):
+    name = "visualizer"
+    description = "Answers questions about images (class)."
+    inputs = {"image_path": {"type": "string", "description": "The image."}}
+    output_type = "string"
+
+    def forward(self, image_path: str) -> str:
+        return "class"
+
+
+@tool
+def visualizer(image_path: str) -> str:
+    """Answers questions about images (function).
+
+    Args:
+        image_path: The image.
+    """
+    return "function"
+'''
+
+
+def test_a_python_name_is_chosen_before_a_name_attribute(core):
+    acme = core.tenant("acme")
+    by_python_name = acme.get_tool(acme.add_tool("visualizer", None, PYTHON_NAME_AND_NAME_ATTRIBUTE))
+    assert by_python_name["kind"] == "instance"
+    assert by_python_name["description"].startswith("Answers questions about images (function).")
+    by_class_name = acme.get_tool(acme.add_tool("VisualQATool", None, PYTHON_NAME_AND_NAME_ATTRIBUTE))
+    assert by_class_name["kind"] == "class" and by_class_name["description"] == "Answers questions about images (class)."
+
+
+SAME_NAME_ATTRIBUTE = '''
+from smolagents import Tool
+
+
+class GoogleSearchTool(Tool):
+    name = "web_search"
+    description = "Searches with Google."
+    inputs = {"query": {"type": "string", "description": "The query."}}
+    output_type = "string"
+
+    def forward(self, query: str) -> str:
+        return "google"
+
+
+class DuckDuckGoSearchTool(GoogleSearchTool):
+    description = "Searches with DuckDuckGo."
+
+    def forward(self, query: str) -> str:
+        return "duckduckgo"
+
+
+class BraveSearchTool(GoogleSearchTool):
+    description = "Searches with Brave."
+'''
+
+
+def test_several_tools_with_the_name_given_are_listed_and_one_is_chosen_by_its_python_name(core):
+    acme = core.tenant("acme")
+    with pytest.raises(ToolValidationError) as caught:
+        acme.add_tool("web_search", None, SAME_NAME_ATTRIBUTE)
+    assert str(caught.value) == (
+        "code: line 22: defines 2 tools named 'web_search' ('DuckDuckGoSearchTool' (class, line 15),"
+        " 'BraveSearchTool' (class, line 22)); add the one you mean under its Python name"
+    )
+    tool = acme.get_tool(acme.add_tool("BraveSearchTool", None, SAME_NAME_ATTRIBUTE))
+    assert tool["kind"] == "class" and tool["description"] == "Searches with Brave."
