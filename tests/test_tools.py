@@ -354,3 +354,51 @@ def test_several_tools_with_the_name_given_are_listed_and_one_is_chosen_by_its_p
     )
     tool = acme.get_tool(acme.add_tool("BraveSearchTool", None, SAME_NAME_ATTRIBUTE))
     assert tool["kind"] == "class" and tool["description"] == "Searches with Brave."
+
+
+# smolagents' tests/test_tools.py (test_tool_to_dict_allows_no_arg_in_init): __init__ needs an argument,
+# and the module makes the tool with it.
+REQUIRED_INIT_ARGUMENT = '''
+from smolagents.tools import Tool
+
+
+class FailTool(Tool):
+    name = "specific"
+    description = "test description"
+    inputs = {"string_input": {"type": "string", "description": "input description"}}
+    output_type = "string"
+
+    def __init__(self, url):
+        super().__init__(self)
+        self.url = url
+
+    def forward(self, string_input: str) -> str:
+        return self.url + string_input
+'''
+
+
+def test_a_class_that_needs_init_arguments_is_the_instance_the_module_made(core, llm_server):
+    acme = core.tenant("acme")
+    tool_id = acme.add_tool("specific", None, REQUIRED_INIT_ARGUMENT + '\nfail_tool = FailTool("dummy_url")\n')
+    assert acme.get_tool(tool_id)["kind"] == "class"
+    server = llm_server(['<code>\nfinal_answer(specific(string_input="/path"))\n</code>'])
+    llm_id = acme.add_llm(base_url=server.base_url, api_key="sk-test-key", model_name="m")
+    assert acme.run_query([tool_id], llm_id, "Go.", use_docker=False).output == "dummy_url/path"
+
+    # settings its __init__ accepts build it anew
+    rebuilt = acme.add_tool("specific2", None, REQUIRED_INIT_ARGUMENT + '\nfail_tool = FailTool("dummy_url")\n',
+                            settings={"url": "https://example.org"})
+    server = llm_server(['<code>\nfinal_answer(specific2(string_input="/path"))\n</code>'])
+    llm_id = acme.add_llm(base_url=server.base_url, api_key="sk-test-key", model_name="m2")
+    assert acme.run_query([rebuilt], llm_id, "Go.", use_docker=False).output == "https://example.org/path"
+
+
+def test_a_class_that_cannot_be_built_names_the_arguments_and_its_line(core):
+    acme = core.tenant("acme")
+    with pytest.raises(ToolValidationError) as caught:
+        acme.add_tool("specific", None, REQUIRED_INIT_ARGUMENT)
+    assert str(caught.value).startswith(
+        "code: line 5: class 'FailTool' cannot be built: its __init__ needs 'url'; give it in settings, or make the"
+        " tool in the source (e.g. `tool = FailTool(...)`)"
+    )
+    assert acme.add_tool("specific", None, REQUIRED_INIT_ARGUMENT, settings={"url": "u"})
