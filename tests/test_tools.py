@@ -132,6 +132,25 @@ def f(x: int) -> int:
     """
     return x
 '''
+# smolagents' SpeechToTextTool (default_tools.py): the import is in __new__, not at module level.
+MISSING_IMPORT_IN_INIT = '''
+from smolagents import Tool
+
+
+class SpeechToTextTool(Tool):
+    name = "transcriber"
+    description = "Transcribes an audio into text."
+    inputs = {"audio": {"type": "audio", "description": "The audio to transcribe."}}
+    output_type = "string"
+
+    def __new__(cls, *args, **kwargs):
+        from transformers.models.whisper import WhisperForConditionalGeneration, WhisperProcessor
+
+        return super().__new__(cls)
+
+    def forward(self, audio):
+        return ""
+'''
 RAISES_AT_IMPORT = '''
 raise RuntimeError("boom at import")
 
@@ -175,7 +194,10 @@ class Broken(Tool):
         (TWO_TOOLS, r"code: line 11: defines 2 possible tools \('a' \(function, line 2\), 'b' \(function, line 11\)\)"
                     r" and none is named 'mytool'"),
         ("async def f(x: int) -> int:\n    return x\n", "code: line 1: async function 'f' is not supported"),
-        (MISSING_IMPORT, "code: line 2: ModuleNotFoundError: No module named 'surely_not_an_installed_module'"),
+        (MISSING_IMPORT, "code: line 2: ModuleNotFoundError: No module named 'surely_not_an_installed_module';"
+                         " module-level imports must be installed where tools run"),
+        (MISSING_IMPORT_IN_INIT, "code: line 12: ModuleNotFoundError: No module named 'transformers'; what"
+                                 " __new__ imports must be installed where tools run"),
         (RAISES_AT_IMPORT, "code: line 2: RuntimeError: boom at import"),
         (BAD_CLASS_TOOL, "not-a-type"),
         ("x = '\x00'\n", "code: must not contain NUL bytes"),
