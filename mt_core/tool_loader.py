@@ -10,11 +10,18 @@ Which definition of a module is the tool:
    defines, decided with ``issubclass`` after the module ran, as ``Tool.from_code`` does; a class
    that other tool classes of the module derive from is a base, not a candidate, and an instance
    of a candidate class is that candidate;
-2. when there are several, the one whose Python name or ``name`` attribute is the name given to
-   ``add_tool``;
+2. when there are several, the one whose Python name is the name given to ``add_tool``, else the
+   one whose ``name`` attribute is (a Python name is unique in a module, a ``name`` attribute need
+   not be: ``visualizer = tool(...)`` beside ``class VisualQATool`` with ``name = "visualizer"``);
 3. when there are none, the only public function (it becomes a tool like ``@tool`` would make it),
    or the public function named like the tool;
 4. otherwise an error that lists the candidates.
+
+How a chosen class becomes the tool: it is built with the settings and secrets its ``__init__``
+accepts as keyword arguments; when none of them applies and the module made one instance of it
+(``retriever_tool = RetrieverTool(docs)``), that instance is the tool, as it is the object the
+author hands to an agent. A class that cannot be built that way is an error naming the arguments
+its ``__init__`` still needs.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class Candidate:
     kind: str  # "class", "instance" or "function"
     obj: Any
     line: int | None
+    instance: Any = None  # for a class: the one instance of it the module made, if any
 
     def describe(self) -> str:
         return f"{self.entry!r} ({self.kind}{f', line {self.line}' if self.line else ''})"
@@ -83,6 +91,10 @@ def candidates(namespace: dict[str, Any], source: str, module_name: str) -> list
             functions.append(Candidate(entry, "function", obj, lines.get(entry)))
     bases = {c.entry for c in classes if any(o.obj is not c.obj and issubclass(o.obj, c.obj) for o in classes)}
     classes = [c for c in classes if c.entry not in bases]
+    for candidate in classes:
+        made = {id(i.obj): i.obj for i in instances if type(i.obj) is candidate.obj}
+        if len(made) == 1:
+            candidate.instance = next(iter(made.values()))
     instances = [c for c in instances if not any(type(c.obj) is k.obj for k in classes)]
     tools = classes + instances
     return tools if tools else functions
@@ -97,13 +109,23 @@ def choose(found: list[Candidate], wanted: str) -> Candidate:
             "defines no tool: expected a function decorated with @tool, a smolagents.Tool subclass, or a public"
             " function with type hints and a docstring"
         )
-    named = [c for c in found if c.entry == wanted or getattr(c.obj, "name", None) == wanted]
+    named = [c for c in found if c.entry == wanted]
+    if not named:
+        named = [c for c in found if getattr(c.obj, "name", None) == wanted]
     if len(named) == 1:
         return named[0]
+    # private functions are never candidates; private classes and instances are (a module's only tool may be one)
+    private = ", or make the others private (a leading '_')" if all(c.kind == "function" for c in found) else ""
+    if named:
+        listed = ", ".join(c.describe() for c in named)
+        raise ToolSourceError(
+            f"defines {len(named)} tools named {wanted!r} ({listed}); add the one you mean under its Python name",
+            line=named[1].line,
+        )
     listed = ", ".join(c.describe() for c in found)
     raise ToolSourceError(
         f"defines {len(found)} possible tools ({listed}) and none is named {wanted!r}; name the tool like one of"
-        " them, or make the others private (a leading '_')",
+        f" them{private}",
         line=found[1].line,
     )
 
@@ -115,7 +137,19 @@ def instantiate(candidate: Candidate, source: str, init_kwargs: dict[str, Any] |
     if candidate.kind == "instance":
         return candidate.obj
     if candidate.kind == "class":
-        return candidate.obj(**accepted_kwargs(candidate.obj.__init__, init_kwargs or {}))
+        kwargs = accepted_kwargs(candidate.obj.__init__, init_kwargs or {})
+        if not kwargs and candidate.instance is not None:
+            return candidate.instance
+        missing = missing_arguments(candidate.obj, kwargs)
+        if missing:
+            needed = ", ".join(repr(m) for m in missing)
+            raise ToolSourceError(
+                f"class {candidate.entry!r} cannot be built: its __init__ needs {needed}; give"
+                f" {'them' if len(missing) > 1 else 'it'} in settings, or make the tool in the source"
+                f" (e.g. `tool = {candidate.entry}(...)`)",
+                line=candidate.line,
+            )
+        return candidate.obj(**kwargs)
     try:
         return smolagents.tool(candidate.obj)
     except Exception as exc:  # smolagents' own reason, made readable and pointed at the line
@@ -133,6 +167,19 @@ def accepted_kwargs(function: Any, values: dict[str, Any]) -> dict[str, Any]:
         return dict(values)
     names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return {key: value for key, value in values.items() if key in names}
+
+
+def missing_arguments(cls: type, kwargs: dict[str, Any]) -> list[str]:
+    """The parameters ``cls(**kwargs)`` would lack (none when its signature cannot be read)."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name for p in signature.parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in kwargs
+    ]
 
 
 def build_tool(

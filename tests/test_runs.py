@@ -83,6 +83,23 @@ def test_tool_calling_agent(core, llm_server):
     assert "400" in json.dumps(server.requests[1]["body"]["messages"])
 
 
+def test_a_tool_calling_agent_shows_the_model_the_tools_own_error_type(core, llm_server):
+    """As plain smolagents does ("Error executing tool ...: ValueError: ..."), not the sandbox's wrapper."""
+    acme = core.tenant("acme")
+    server = llm_server([
+        json.dumps({"name": "calculator", "arguments": {"expression": "25 * x"}}),
+        json.dumps({"name": "final_answer", "arguments": {"answer": "could not compute"}}),
+    ])
+    tool_id = acme.add_tool("calculator", "Evaluates arithmetic expressions.", CALCULATOR)
+    llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+    result = acme.run_query([tool_id], llm_id, "What is 25 times x?", agent_type="tool_calling", use_docker=False)
+    assert str(result) == "could not compute"
+    observed = message_text(server.requests[1]["body"]["messages"][-1])
+    assert ("Error executing tool 'calculator' with arguments {'expression': '25 * x'}: ValueError: unsupported"
+            " expression: '25 * x'") in observed
+    assert "SandboxStepError" not in observed
+
+
 def test_a_tool_error_is_reported_to_the_model_and_the_run_goes_on(core, llm_server):
     acme = core.tenant("acme")
     server = llm_server([

@@ -132,6 +132,25 @@ def f(x: int) -> int:
     """
     return x
 '''
+# smolagents' SpeechToTextTool (default_tools.py): the import is in __new__, not at module level.
+MISSING_IMPORT_IN_INIT = '''
+from smolagents import Tool
+
+
+class SpeechToTextTool(Tool):
+    name = "transcriber"
+    description = "Transcribes an audio into text."
+    inputs = {"audio": {"type": "audio", "description": "The audio to transcribe."}}
+    output_type = "string"
+
+    def __new__(cls, *args, **kwargs):
+        from transformers.models.whisper import WhisperForConditionalGeneration, WhisperProcessor
+
+        return super().__new__(cls)
+
+    def forward(self, audio):
+        return ""
+'''
 RAISES_AT_IMPORT = '''
 raise RuntimeError("boom at import")
 
@@ -175,7 +194,10 @@ class Broken(Tool):
         (TWO_TOOLS, r"code: line 11: defines 2 possible tools \('a' \(function, line 2\), 'b' \(function, line 11\)\)"
                     r" and none is named 'mytool'"),
         ("async def f(x: int) -> int:\n    return x\n", "code: line 1: async function 'f' is not supported"),
-        (MISSING_IMPORT, "code: line 2: ModuleNotFoundError: No module named 'surely_not_an_installed_module'"),
+        (MISSING_IMPORT, "code: line 2: ModuleNotFoundError: No module named 'surely_not_an_installed_module';"
+                         " module-level imports must be installed where tools run"),
+        (MISSING_IMPORT_IN_INIT, "code: line 12: ModuleNotFoundError: No module named 'transformers'; what"
+                                 " __new__ imports must be installed where tools run"),
         (RAISES_AT_IMPORT, "code: line 2: RuntimeError: boom at import"),
         (BAD_CLASS_TOOL, "not-a-type"),
         ("x = '\x00'\n", "code: must not contain NUL bytes"),
@@ -278,3 +300,127 @@ def test_a_dependency_that_cannot_be_resolved_is_refused_with_pips_line(core, lo
         f"dependencies: '{requirement}' is not installed here and cannot be resolved from the package index: {pip_says}"
     )
     assert "\n" not in message and core.tenant("acme").get_tools() == []
+
+
+# -- which definition is the tool, and how a class becomes it (issue #10: tools as people write them) -----
+
+# smolagents' examples/open_deep_research/scripts/visual_qa.py, shortened: a class whose name attribute
+# is the Python name of a @tool function beside it.
+PYTHON_NAME_AND_NAME_ATTRIBUTE = '''
+from smolagents import Tool, tool
+
+
+class VisualQATool(Tool):
+    name = "visualizer"
+    description = "Answers questions about images (class)."
+    inputs = {"image_path": {"type": "string", "description": "The image."}}
+    output_type = "string"
+
+    def forward(self, image_path: str) -> str:
+        return "class"
+
+
+@tool
+def visualizer(image_path: str) -> str:
+    """Answers questions about images (function).
+
+    Args:
+        image_path: The image.
+    """
+    return "function"
+'''
+
+
+def test_a_python_name_is_chosen_before_a_name_attribute(core):
+    acme = core.tenant("acme")
+    by_python_name = acme.get_tool(acme.add_tool("visualizer", None, PYTHON_NAME_AND_NAME_ATTRIBUTE))
+    assert by_python_name["kind"] == "instance"
+    assert by_python_name["description"].startswith("Answers questions about images (function).")
+    by_class_name = acme.get_tool(acme.add_tool("VisualQATool", None, PYTHON_NAME_AND_NAME_ATTRIBUTE))
+    assert by_class_name["kind"] == "class" and by_class_name["description"] == "Answers questions about images (class)."
+
+
+SAME_NAME_ATTRIBUTE = '''
+from smolagents import Tool
+
+
+class GoogleSearchTool(Tool):
+    name = "web_search"
+    description = "Searches with Google."
+    inputs = {"query": {"type": "string", "description": "The query."}}
+    output_type = "string"
+
+    def forward(self, query: str) -> str:
+        return "google"
+
+
+class DuckDuckGoSearchTool(GoogleSearchTool):
+    description = "Searches with DuckDuckGo."
+
+    def forward(self, query: str) -> str:
+        return "duckduckgo"
+
+
+class BraveSearchTool(GoogleSearchTool):
+    description = "Searches with Brave."
+'''
+
+
+def test_several_tools_with_the_name_given_are_listed_and_one_is_chosen_by_its_python_name(core):
+    acme = core.tenant("acme")
+    with pytest.raises(ToolValidationError) as caught:
+        acme.add_tool("web_search", None, SAME_NAME_ATTRIBUTE)
+    assert str(caught.value) == (
+        "code: line 22: defines 2 tools named 'web_search' ('DuckDuckGoSearchTool' (class, line 15),"
+        " 'BraveSearchTool' (class, line 22)); add the one you mean under its Python name"
+    )
+    tool = acme.get_tool(acme.add_tool("BraveSearchTool", None, SAME_NAME_ATTRIBUTE))
+    assert tool["kind"] == "class" and tool["description"] == "Searches with Brave."
+
+
+# smolagents' tests/test_tools.py (test_tool_to_dict_allows_no_arg_in_init): __init__ needs an argument,
+# and the module makes the tool with it.
+REQUIRED_INIT_ARGUMENT = '''
+from smolagents.tools import Tool
+
+
+class FailTool(Tool):
+    name = "specific"
+    description = "test description"
+    inputs = {"string_input": {"type": "string", "description": "input description"}}
+    output_type = "string"
+
+    def __init__(self, url):
+        super().__init__(self)
+        self.url = url
+
+    def forward(self, string_input: str) -> str:
+        return self.url + string_input
+'''
+
+
+def test_a_class_that_needs_init_arguments_is_the_instance_the_module_made(core, llm_server):
+    acme = core.tenant("acme")
+    tool_id = acme.add_tool("specific", None, REQUIRED_INIT_ARGUMENT + '\nfail_tool = FailTool("dummy_url")\n')
+    assert acme.get_tool(tool_id)["kind"] == "class"
+    server = llm_server(['<code>\nfinal_answer(specific(string_input="/path"))\n</code>'])
+    llm_id = acme.add_llm(base_url=server.base_url, api_key="sk-test-key", model_name="m")
+    assert acme.run_query([tool_id], llm_id, "Go.", use_docker=False).output == "dummy_url/path"
+
+    # settings its __init__ accepts build it anew
+    rebuilt = acme.add_tool("specific2", None, REQUIRED_INIT_ARGUMENT + '\nfail_tool = FailTool("dummy_url")\n',
+                            settings={"url": "https://example.org"})
+    server = llm_server(['<code>\nfinal_answer(specific2(string_input="/path"))\n</code>'])
+    llm_id = acme.add_llm(base_url=server.base_url, api_key="sk-test-key", model_name="m2")
+    assert acme.run_query([rebuilt], llm_id, "Go.", use_docker=False).output == "https://example.org/path"
+
+
+def test_a_class_that_cannot_be_built_names_the_arguments_and_its_line(core):
+    acme = core.tenant("acme")
+    with pytest.raises(ToolValidationError) as caught:
+        acme.add_tool("specific", None, REQUIRED_INIT_ARGUMENT)
+    assert str(caught.value).startswith(
+        "code: line 5: class 'FailTool' cannot be built: its __init__ needs 'url'; give it in settings, or make the"
+        " tool in the source (e.g. `tool = FailTool(...)`)"
+    )
+    assert acme.add_tool("specific", None, REQUIRED_INIT_ARGUMENT, settings={"url": "u"})

@@ -9,6 +9,7 @@ sandbox. Executors differ only in how they reach their session (:meth:`RemoteExe
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -23,7 +24,25 @@ logger = logging.getLogger(__name__)
 
 
 class SandboxStepError(Exception):
-    """A code step or tool call failed inside the sandbox; smolagents shows the message to the model."""
+    """A code step or tool call failed inside the sandbox; smolagents shows the message to the model.
+
+    Raised as a subclass named like the exception the sandbox caught (see :func:`step_error`)."""
+
+
+def step_error(reply: dict[str, Any]) -> SandboxStepError:
+    """The error of a failed sandbox request, its class named like the exception raised in the sandbox:
+    a tool-calling agent shows the model ``ValueError: ...`` for a tool that raised ``ValueError``, as
+    plain smolagents does, rather than ``SandboxStepError: ...``."""
+    message = reply.get("error") or "the sandbox reported an unknown error"
+    kind = reply.get("error_type")
+    if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 64 and kind != SandboxStepError.__name__:
+        return _named_step_error(kind)(message)
+    return SandboxStepError(message)
+
+
+@functools.lru_cache(maxsize=256)
+def _named_step_error(kind: str) -> type[SandboxStepError]:
+    return type(kind, (SandboxStepError,), {"__module__": __name__, "__doc__": SandboxStepError.__doc__})
 
 
 class RemoteExecutor(PythonExecutor):
@@ -177,7 +196,7 @@ class RemoteExecutor(PythonExecutor):
 
     def _checked(self, reply: dict[str, Any]) -> dict[str, Any]:
         if not reply.get("ok"):
-            raise SandboxStepError(reply.get("error") or "the sandbox reported an unknown error")
+            raise step_error(reply)
         return reply
 
 

@@ -232,12 +232,19 @@ def validate(request: dict[str, Any]) -> dict[str, Any]:
             raise
         message = str(exc) if isinstance(exc, loader.ToolSourceError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ModuleNotFoundError):
+            where = raised_in(exc, filename)
+            imports = "module-level imports" if where in (None, "<module>") else f"what {where} imports"
             message += (
-                "; module-level imports must be installed where tools run. Declare third-party packages in"
-                " `dependencies`"
+                f"; {imports} must be installed where tools run. Declare third-party packages in `dependencies`"
             )
         line = getattr(exc, "line", None) if isinstance(exc, loader.ToolSourceError) else error_line(exc, filename)
         return {"ok": False, "error": message[:MAX_ERROR_CHARS], "error_type": type(exc).__name__, "line": line}
+
+
+def raised_in(exc: BaseException, filename: str) -> str | None:
+    """The function of the tool's source where ``exc`` was raised (``"<module>"`` for its body)."""
+    names = [frame.name for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == filename]
+    return names[-1] if names else None
 
 
 def error_line(exc: BaseException, filename: str) -> int | None:
