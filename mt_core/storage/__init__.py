@@ -9,11 +9,12 @@ import os
 from pathlib import Path
 
 from .base import (
-    CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, Storage, StoredSecret, ToolRow, ToolVersionRow, utcnow,
+    BreakerRow, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, RunQuota, RunRow, SecretRow, Storage, StoredSecret,
+    ToolRow, ToolVersionRow, utcnow,
 )
 
-__all__ = ["CatalogRow", "LLMRow", "RunQuota", "RunRow", "SecretRow", "Storage", "StoredSecret", "ToolRow",
-           "ToolVersionRow", "open_storage", "utcnow"]
+__all__ = ["BreakerRow", "CacheRow", "CatalogRow", "LLMAttemptRow", "LLMRow", "RunQuota", "RunRow", "SecretRow",
+           "Storage", "StoredSecret", "ToolRow", "ToolVersionRow", "open_storage", "utcnow"]
 
 
 def open_storage(location: str | os.PathLike[str]) -> Storage:

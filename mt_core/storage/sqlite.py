@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConflictError, NotFoundError
+from ..fallbacks import check_no_cycle
 from ..limits import exceeded
-from .base import CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, StoredSecret, ToolRow, ToolVersionRow, utcnow
+from .base import (
+    BreakerRow, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, RunQuota, RunRow, SecretRow, StoredSecret, ToolRow,
+    ToolVersionRow, utcnow,
+)
 
 BUSY_TIMEOUT_SECONDS = 30.0
 BASELINE_VERSION = 1
@@ -29,6 +33,8 @@ _JSON = {
     "runs": ("tool_ids", "tool_versions"),
     "package_tools": ("inputs", "settings"),
 }
+_LLM_UPDATABLE = frozenset({"name", "provider", "model_name", "base_url", "options", "api_key_ciphertext",
+                            "api_key_masked"})
 _TOOL_SELECT = (
     "SELECT t.id, t.name, t.version AS latest_version, t.created_at, v.version, v.description, v.kind, v.entry,"
     " v.source, v.source_sha256, v.inputs, v.output_type, v.output_schema, v.dependencies, v.settings,"
@@ -278,23 +284,170 @@ class SQLiteStorage:
 
     # -- LLM configurations -------------------------------------------------------------------
 
-    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int) -> None:
-        """Store an LLM configuration within ``max_llms``."""
+    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int, fallbacks: Sequence[str] = ()) -> None:
+        """Store an LLM configuration with its fallbacks, within ``max_llms``."""
         with self._write(tenant) as conn:
             self._check_count(conn, "llms", tenant, "max_llms", max_llms, "the number of LLM configurations")
-            self._insert(conn, "llms", tenant, dict(row), "an LLM configuration")
+            self._insert(conn, "llms", tenant, {k: v for k, v in row.items() if k != "fallbacks"},
+                         "an LLM configuration")
+            self._put_fallbacks(conn, tenant, row["id"], fallbacks)
+
+    def update_llm(self, tenant: str, llm_id: str, fields: dict[str, Any], fallbacks: Sequence[str] | None = None) -> None:
+        """Change an LLM configuration (and its fallbacks when given); reset its breaker."""
+        values = {k: (json.dumps(v) if k in _JSON["llms"] else v) for k, v in fields.items()}
+        unknown = set(values) - _LLM_UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable columns of llms: {sorted(unknown)}")
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id)).fetchone() is None:
+                raise NotFoundError("llm", llm_id)
+            if values:
+                try:
+                    conn.execute(
+                        f"UPDATE llms SET {', '.join(f'{column} = ?' for column in values)} WHERE tenant_id = ? AND id = ?",
+                        (*values.values(), tenant, llm_id),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    if "UNIQUE" in str(exc):
+                        raise ConflictError(
+                            f"this tenant already has an LLM configuration named {fields.get('name')!r}") from None
+                    raise
+            if fallbacks is not None:
+                conn.execute("DELETE FROM llm_fallbacks WHERE tenant_id = ? AND llm_id = ?", (tenant, llm_id))
+                self._put_fallbacks(conn, tenant, llm_id, fallbacks)
+                check_no_cycle(self._fallback_graph(conn, tenant), llm_id)
+            conn.execute("DELETE FROM llm_breakers WHERE tenant_id = ? AND llm_id = ?", (tenant, llm_id))
+
+    @staticmethod
+    def _put_fallbacks(conn: sqlite3.Connection, tenant: str, llm_id: str, fallbacks: Sequence[str]) -> None:
+        for position, fallback_id in enumerate(fallbacks):
+            found = conn.execute("SELECT 1 FROM llms WHERE tenant_id = ? AND id = ?", (tenant, fallback_id)).fetchone()
+            if found is None:
+                raise NotFoundError("llm", fallback_id)
+            conn.execute(
+                "INSERT INTO llm_fallbacks (tenant_id, llm_id, position, fallback_id) VALUES (?, ?, ?, ?)",
+                (tenant, llm_id, position, fallback_id),
+            )
+
+    @staticmethod
+    def _fallback_graph(conn: sqlite3.Connection, tenant: str, llm_id: str | None = None) -> dict[str, list[str]]:
+        sql = "SELECT llm_id, fallback_id FROM llm_fallbacks WHERE tenant_id = ?"
+        params: tuple[Any, ...] = (tenant,)
+        if llm_id is not None:
+            sql, params = sql + " AND llm_id = ?", (tenant, llm_id)
+        graph: dict[str, list[str]] = {}
+        for row in conn.execute(sql + " ORDER BY llm_id, position", params):
+            graph.setdefault(row[0], []).append(row[1])
+        return graph
+
+    def llm_fallback_graph(self, tenant: str) -> dict[str, list[str]]:
+        """Every configuration of the tenant that has fallbacks -> their ids, in order."""
+        return self._fallback_graph(self._connection(), tenant)
 
     def get_llm(self, tenant: str, llm_id: str) -> LLMRow:
-        """One LLM configuration of the tenant."""
-        return self._one("llms", "llm", tenant, llm_id)  # type: ignore[return-value]
+        """One LLM configuration of the tenant, with its fallbacks."""
+        row = self._one("llms", "llm", tenant, llm_id)
+        row.pop("tenant_id", None)
+        row["fallbacks"] = self._fallback_graph(self._connection(), tenant, llm_id).get(llm_id, [])
+        return row  # type: ignore[return-value]
 
     def list_llms(self, tenant: str) -> list[LLMRow]:
-        """The tenant's LLM configurations, oldest first."""
-        return self._rows("llms", "SELECT * FROM llms WHERE tenant_id = ? ORDER BY created_at, id", (tenant,))  # type: ignore[return-value]
+        """The tenant's LLM configurations with their fallbacks, oldest first."""
+        rows = self._rows("llms", "SELECT * FROM llms WHERE tenant_id = ? ORDER BY created_at, id", (tenant,))
+        graph = self._fallback_graph(self._connection(), tenant)
+        for row in rows:
+            row.pop("tenant_id", None)
+            row["fallbacks"] = graph.get(row["id"], [])
+        return rows  # type: ignore[return-value]
 
     def delete_llm(self, tenant: str, llm_id: str) -> None:
-        """Delete one LLM configuration of the tenant."""
-        self._delete("llms", "llm", tenant, llm_id)
+        """Delete one LLM configuration of the tenant (its breaker and cache rows go with it)."""
+        with self._write() as conn:
+            users = [row[0] for row in conn.execute(
+                "SELECT llm_id FROM llm_fallbacks WHERE tenant_id = ? AND fallback_id = ? ORDER BY llm_id",
+                (tenant, llm_id),
+            )]
+            if users and conn.execute("SELECT 1 FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id)).fetchone():
+                raise ConflictError(
+                    f"LLM configuration {llm_id!r} is a fallback of {', '.join(users)}; remove it from their"
+                    " fallbacks first (update_llm(..., fallbacks=[...]))"
+                )
+            cursor = conn.execute("DELETE FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id))
+            if cursor.rowcount == 0:
+                raise NotFoundError("llm", llm_id)
+
+    # -- LLM calls: attempts, circuit breakers, response cache ---------------------------------
+
+    def add_llm_attempt(self, tenant: str, row: LLMAttemptRow) -> None:
+        """Record one attempt of an LLM call of a run."""
+        with self._write() as conn:
+            self._insert(conn, "llm_attempts", tenant, dict(row), "an LLM attempt")
+
+    def list_llm_attempts(self, tenant: str, run_id: str) -> list[LLMAttemptRow]:
+        """The attempts of one of the tenant's runs, in order."""
+        rows = self._rows("llm_attempts", "SELECT * FROM llm_attempts WHERE tenant_id = ? AND run_id = ? ORDER BY seq",
+                          (tenant, run_id))
+        for row in rows:
+            row.pop("tenant_id", None)
+        return rows  # type: ignore[return-value]
+
+    def get_breakers(self, tenant: str, llm_ids: Sequence[str]) -> dict[str, BreakerRow]:
+        """The stored breakers of these configurations, by id."""
+        if not llm_ids:
+            return {}
+        marks = ", ".join("?" for _ in llm_ids)
+        rows = self._rows("llm_breakers", f"SELECT * FROM llm_breakers WHERE tenant_id = ? AND llm_id IN ({marks})",
+                          (tenant, *llm_ids))
+        return {row["llm_id"]: _breaker(row) for row in rows}
+
+    def update_breaker(self, tenant: str, llm_id: str,
+                       change: Callable[[BreakerRow | None], BreakerRow | None]) -> BreakerRow | None:
+        """Read, change and store a breaker in one transaction (BEGIN IMMEDIATE holds the write lock)."""
+        with self._write() as conn:
+            found = conn.execute("SELECT * FROM llm_breakers WHERE tenant_id = ? AND llm_id = ?",
+                                 (tenant, llm_id)).fetchone()
+            current = _breaker(dict(found)) if found is not None else None
+            new = change(current)
+            if new is None:
+                return current
+            conn.execute(
+                "INSERT INTO llm_breakers (tenant_id, llm_id, state, failures, window_start, open_until, trial_until,"
+                " last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant_id, llm_id) DO UPDATE SET state = excluded.state, failures = excluded.failures,"
+                " window_start = excluded.window_start, open_until = excluded.open_until,"
+                " trial_until = excluded.trial_until, last_error = excluded.last_error, updated_at = excluded.updated_at",
+                (tenant, llm_id, new["state"], new.get("failures", 0), new.get("window_start"), new.get("open_until"),
+                 new.get("trial_until"), new.get("last_error"), new["updated_at"]),
+            )
+            return {**new, "llm_id": llm_id}
+
+    def get_cached_response(self, tenant: str, cache_key: str, now: float) -> CacheRow | None:
+        """The tenant's unexpired cached response under ``cache_key``."""
+        found = self._connection().execute(
+            "SELECT cache_key, llm_id, response, created_at, expires_at FROM llm_cache"
+            " WHERE tenant_id = ? AND cache_key = ? AND expires_at > ?", (tenant, cache_key, now),
+        ).fetchone()
+        if found is None:
+            return None
+        return {"cache_key": found[0], "llm_id": found[1], "response": json.loads(found[2]),
+                "created_at": found[3], "expires_at": found[4]}
+
+    def put_cached_response(self, tenant: str, row: CacheRow, *, max_entries: int) -> None:
+        """Store a response, drop expired entries, evict the oldest beyond ``max_entries``."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO llm_cache (tenant_id, cache_key, llm_id, response, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, cache_key) DO UPDATE SET llm_id = excluded.llm_id,"
+                " response = excluded.response, created_at = excluded.created_at, expires_at = excluded.expires_at",
+                (tenant, row["cache_key"], row["llm_id"], json.dumps(row["response"]), row["created_at"],
+                 row["expires_at"]),
+            )
+            conn.execute("DELETE FROM llm_cache WHERE tenant_id = ? AND expires_at <= ?", (tenant, row["created_at"]))
+            conn.execute(  # keep the newest max_entries (ties at the boundary are kept too)
+                "DELETE FROM llm_cache WHERE tenant_id = ? AND created_at < (SELECT created_at FROM llm_cache"
+                " WHERE tenant_id = ? ORDER BY created_at DESC LIMIT 1 OFFSET ?)",
+                (tenant, tenant, max(int(max_entries) - 1, 0)),
+            )
 
     # -- secrets of every tenant (operators only) ---------------------------------------------
 
@@ -469,6 +622,12 @@ class SQLiteStorage:
             )
             conn.execute("DELETE FROM tool_secrets WHERE tenant_id = ? AND tool_id = ?", (tenant, f"pkg:{name}"))
             return cursor.rowcount > 0
+
+
+def _breaker(row: dict[str, Any]) -> BreakerRow:
+    """A breaker row without its tenant."""
+    return {key: row[key] for key in ("llm_id", "state", "failures", "window_start", "open_until", "trial_until",
+                                      "last_error", "updated_at")}  # type: ignore[return-value]
 
 
 def _baseline_sql() -> str:
