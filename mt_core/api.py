@@ -118,11 +118,19 @@ def add_llm(
     llm_name: str | None = None,
     *,
     provider: str = "openai",
+    fallbacks: list[str] | None = None,
     tenant: str = DEFAULT_TENANT,
     **options: Any,
 ) -> str:
     """Store an LLM configuration for ``tenant``; return its id. See :meth:`Tenant.add_llm`."""
-    return get_core().tenant(tenant).add_llm(base_url, api_key, model_name, llm_name, provider=provider, **options)
+    return get_core().tenant(tenant).add_llm(base_url, api_key, model_name, llm_name, provider=provider,
+                                             fallbacks=fallbacks, **options)
+
+
+def update_llm(llm_id: str, *, tenant: str = DEFAULT_TENANT, **changes: Any) -> dict[str, Any]:
+    """Change an LLM configuration of ``tenant`` (``fallbacks=``, ``base_url=``, options...).
+    See :meth:`Tenant.update_llm`."""
+    return get_core().tenant(tenant).update_llm(llm_id, **changes)
 
 
 def get_llm_config(llm_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
