@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "mt_core"
 DEFAULT_PLUGINS = (
     "mt_core.default_plugins.openai_provider",
+    "mt_core.default_plugins.azure_openai",
+    "mt_core.default_plugins.huggingface",
     "mt_core.default_plugins.executors",
 )
 REGISTER_HOOKS = ("mt_register_tools", "mt_register_llm_providers", "mt_register_executors")
