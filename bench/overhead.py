@@ -87,7 +87,8 @@ def check_same_work(framework: Any, baseline: Any) -> None:
     got = (str(framework.output), framework.status, str(baseline.output), baseline.state)
     if got != (ANSWER, "succeeded", ANSWER, "success"):
         raise RuntimeError(f"the framework and the baseline did not do the same work: {got}")
-    llm_calls = [sum(1 for s in steps if "step_number" in s) for steps in (framework.steps, baseline.steps)]
+    # QueryResult.steps is a count; its trace holds the steps as smolagents records them
+    llm_calls = [sum(1 for s in steps if "step_number" in s) for steps in (framework.trace, baseline.steps)]
     if llm_calls != [STEPS, STEPS]:
         raise RuntimeError(f"expected {STEPS} action steps on both sides, got {llm_calls}")
 
