@@ -19,7 +19,8 @@ metadata at 169.254.169.254) and reflect the answer into the tenant's run record
   connects to the checked address itself: no second lookup, so DNS rebinding between check and
   connect is impossible. TLS still verifies the certificate for, and sends SNI with, the
   original host name. It ignores ``HTTP_PROXY``/``HTTPS_PROXY``: through a proxy, the proxy
-  would resolve and connect, unchecked.
+  would resolve and connect, unchecked. Every request also ends by the deadline of the LLM
+  attempt under way (:mod:`mt_core.deadline`), whatever timeout the client was built with.
 - :func:`check_url` resolves and checks without connecting, for plugins whose HTTP stack cannot
   take a transport. It does not pin: a rebinding DNS server can still answer differently when
   that stack resolves again, and redirects are not checked.
