@@ -300,6 +300,8 @@ class LLMs:
                 links.append(self._link(tenant, self.storage.get_llm(tenant, other_id)))
             except NotFoundError:  # deleted between the two reads: the chain goes on without it
                 logger.warning("fallback %s of %s for tenant %s is gone; skipped", other_id, llm_id, tenant)
+            except LLMConfigError as exc:  # its provider's plugin is gone: a fallback must not stop the run
+                logger.warning("fallback %s of %s for tenant %s skipped: %s", other_id, llm_id, tenant, exc)
         return LLMChain(tuple(links))
 
     def _link(self, tenant: str, row: LLMRow) -> ChainLink:

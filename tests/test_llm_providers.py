@@ -254,3 +254,23 @@ def test_plugins_declare_typed_fields_and_old_style_names_still_work(core):
     assert acme.add_llm(provider="plain", model_name="m", llm_name="p", temperature="warm", colour="blue")
     with pytest.raises(LLMConfigError, match="colour: must be a string, number or boolean, got list"):
         acme.add_llm(provider="plain", model_name="m", colour=["blue"])
+
+
+def test_a_fallback_whose_provider_is_gone_is_left_out_of_the_chain(core):
+    from mt_core.default_plugins.openai_provider import build_model
+
+    class Gone:
+        @staticmethod
+        @hookimpl
+        def mt_register_llm_providers(register):
+            register("soon-gone", build_model, required=("base_url", "model_name"))
+
+    core.plugins.register(Gone, name="gone-plugin")
+    acme = core.tenant("acme")
+    fallback = acme.add_llm(provider="soon-gone", base_url="http://127.0.0.1:9/v1", model_name="m", llm_name="f")
+    primary = acme.add_llm(base_url="http://127.0.0.1:9/v1", model_name="m", llm_name="p", fallbacks=[fallback])
+    assert [link.config.id for link in core.llms.resolve("acme", primary)] == [primary, fallback]
+    core.plugins.unregister("gone-plugin")
+    assert [link.config.id for link in core.llms.resolve("acme", primary)] == [primary]
+    with pytest.raises(LLMConfigError, match="'soon-gone' of .* is not installed"):
+        core.llms.resolve("acme", fallback)
