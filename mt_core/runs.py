@@ -77,6 +77,7 @@ class QueryResult:
     ``str(result)`` is the final answer. ``status`` is ``"succeeded"``, or ``"max_steps"`` when
     the agent used every step without calling ``final_answer``: then ``output`` is the answer
     smolagents asked the model for at the end, ``completed`` is False and ``repr`` says so.
+    ``llm_calls`` lists every attempt of every LLM call, as ``get_run`` does.
     ``steps`` counts the agent's steps; ``trace`` holds the task and each step (model output,
     code, observations) as smolagents records them, without the system prompt.
     """
@@ -90,6 +91,7 @@ class QueryResult:
     executor: str
     tool_versions: dict[str, Any]
     trace: list[dict[str, Any]] = field(default_factory=list)
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def completed(self) -> bool:
@@ -178,6 +180,7 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
     return QueryResult(
         run_id=run_id, output=outcome.output, status=status, usage=usage, steps=steps, duration_ms=duration_ms,
         executor=request.executor.name, tool_versions=versions, trace=trace,
+        llm_calls=[dict(row) for row in storage.list_llm_attempts(request.tenant, run_id)],
     )
 
 

@@ -60,14 +60,17 @@ def core(tmp_path):
 
 @pytest.mark.parametrize("retry_after", ["1", "http-date"])
 def test_429_with_retry_after_is_waited_for_then_retried(core, llm_server, retry_after):
-    header = retry_after if retry_after != "http-date" else email.utils.formatdate(time.time() + 2, usegmt=True)
-    server = llm_server(responder=in_order([{"status": 429, "headers": {"Retry-After": header}}, FINAL]))
+    def header():  # made when the 429 is sent: a date two seconds ahead, at one-second resolution
+        return retry_after if retry_after != "http-date" else email.utils.formatdate(time.time() + 2, usegmt=True)
+
+    replies = in_order([None, FINAL])
+    server = llm_server(responder=lambda body: replies(body) or {"status": 429, "headers": {"Retry-After": header()}})
     acme = core.tenant("acme")
     llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
 
     result, record = run(acme, llm_id)
 
-    assert str(result) == "done"
+    assert str(result) == "done" and result.llm_calls == record["llm_calls"]
     assert len(server.requests) == 2
     gap = server.requests[1]["received_at"] - server.requests[0]["received_at"]
     assert gap >= 0.95  # the server asked for (at least) a second; a date has one-second resolution
@@ -89,8 +92,8 @@ def test_429_without_retry_after_backs_off_exponentially_with_jitter(tmp_path, l
     assert str(result) == "done"
     times = [request["received_at"] for request in server.requests]
     first, second = times[1] - times[0], times[2] - times[1]
-    assert 0.1 <= first < 0.6  # half of 0.2 s at least, plus jitter up to 0.2 s
-    assert 0.2 <= second < 0.9  # doubled: 0.4 s, half of it at least
+    assert 0.1 <= first < 1.0  # half of 0.2 s at least, plus jitter up to 0.2 s (and the request's own time)
+    assert 0.2 <= second < 1.5  # doubled: 0.4 s, half of it at least
     assert outcomes(record) == [("retried", 429), ("retried", 429), ("ok", None)]
 
 
@@ -284,10 +287,12 @@ def test_a_hanging_primary_leaves_the_fallback_its_share_of_the_deadline(tmp_pat
     assert str(result) == "done"
     assert len(primary.requests) == 1 and len(backup.requests) == 1
     failover = backup.requests[0]["received_at"] - primary.requests[0]["received_at"]
-    assert 1.9 <= failover < 2.6  # half of the 4 s deadline: the chain's two configurations share it
+    # half of the 4 s deadline: the chain's two configurations share it (building the primary's
+    # client on first use comes out of its share)
+    assert 1.5 <= failover < 3.0
     assert outcomes(record) == [("fell_back", None), ("ok", None)]
     assert record["llm_calls"][0]["error_type"] == "APITimeoutError"
-    assert 1900 <= record["llm_calls"][0]["latency_ms"] < 2600
+    assert 1500 <= record["llm_calls"][0]["latency_ms"] <= 2100
     assert elapsed < 4.0 + 3.0
 
 
@@ -302,7 +307,7 @@ def test_a_configurations_own_timeout_fails_over_sooner(tmp_path, llm_server):
 
     assert str(result) == "done"
     failover = backup.requests[0]["received_at"] - primary.requests[0]["received_at"]
-    assert 0.9 <= failover < 1.6
+    assert 0.9 <= failover < 2.0
 
 
 def test_a_hanging_only_configuration_ends_the_call_at_the_deadline(tmp_path, llm_server):
@@ -319,7 +324,7 @@ def test_a_hanging_only_configuration_ends_the_call_at_the_deadline(tmp_path, ll
     assert record["status"] == "timeout"
     # timeouts are retried when no other configuration can take over, within the same deadline
     assert [call["error_type"] for call in record["llm_calls"]] == ["APITimeoutError"] * len(record["llm_calls"])
-    assert sum(call["latency_ms"] for call in record["llm_calls"]) < 2100
+    assert sum(call["latency_ms"] for call in record["llm_calls"]) < 2300
     assert "APITimeoutError" in str(error)
 
 
@@ -349,7 +354,7 @@ class Switch:
 
 
 def test_a_primary_that_is_down_is_skipped_then_tried_again_after_the_cooldown(tmp_path, llm_server):
-    core = fast_core(tmp_path, llm_breaker_failures=2, llm_breaker_window=60.0, llm_breaker_cooldown=1.5)
+    core = fast_core(tmp_path, llm_breaker_failures=2, llm_breaker_window=60.0, llm_breaker_cooldown=3.0)
     switch = Switch({"status": 503})
     primary = llm_server(responder=switch)
     backup = llm_server(script=[FINAL])
@@ -368,7 +373,7 @@ def test_a_primary_that_is_down_is_skipped_then_tried_again_after_the_cooldown(t
     assert len(primary.requests) == 2 and len(backup.requests) == 2
 
     switch.reply = FINAL  # the primary recovers; after the cooldown one trial call goes through
-    time.sleep(1.6)
+    time.sleep(3.1)
     _, third = run(acme, llm_id)
     assert outcomes(third) == [("ok", None)] and third["llm_calls"][0]["llm_id"] == llm_id
     assert len(primary.requests) == 3 and len(backup.requests) == 2
@@ -378,14 +383,14 @@ def test_a_primary_that_is_down_is_skipped_then_tried_again_after_the_cooldown(t
 
 
 def test_a_failed_trial_opens_the_breaker_again(tmp_path, llm_server):
-    core = fast_core(tmp_path, llm_breaker_failures=1, llm_breaker_cooldown=1.0)
+    core = fast_core(tmp_path, llm_breaker_failures=1, llm_breaker_cooldown=3.0)
     primary = llm_server(script=[{"status": 503}])
     backup = llm_server(script=[FINAL])
     acme = core.tenant("acme")
     llm_id, _ = _chain(acme, primary, backup, max_retries=2)
 
     assert outcomes(run(acme, llm_id)[1]) == [("retried", 503), ("retried", 503), ("fell_back", 503), ("ok", None)]
-    time.sleep(1.1)
+    time.sleep(3.1)
     # the trial call, failed: not retried, since its failure opened the breaker again
     assert outcomes(run(acme, llm_id)[1]) == [("fell_back", 503), ("ok", None)]
     assert outcomes(run(acme, llm_id)[1]) == [("skipped", None), ("ok", None)]  # open again at once
