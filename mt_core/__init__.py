@@ -14,12 +14,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "add_tool": "api", "get_tool": "api", "get_tools": "api", "delete_tool": "api", "update_tool": "api",
     "get_tool_versions": "api",
-    "add_llm": "api", "get_llm_config": "api", "get_llms": "api", "delete_llm": "api",
+    "add_llm": "api", "update_llm": "api", "get_llm_config": "api", "get_llms": "api", "delete_llm": "api",
     "run_query": "api", "get_run": "api", "get_runs": "api", "tenant": "api",
     "configure": "api", "get_core": "api",
     "enable_package_tool": "api", "disable_package_tool": "api", "get_package_tools": "api",
     "MTCore": "core", "Tenant": "core", "QueryResult": "runs", "Settings": "config",
-    "hookimpl": "hookspecs", "LLMConfig": "llms", "ExecutorContext": "executors", "ToolSpec": "executors",
+    "hookimpl": "hookspecs", "LLMConfig": "llms", "FieldSpec": "fields", "ExecutorContext": "executors", "ToolSpec": "executors",
     "SandboxFallbackWarning": "errors", "SandboxUnavailableError": "errors", "SandboxError": "errors",
     "ExecutorAbort": "errors", "StepTimeout": "errors", "SandboxCrashed": "errors",
     "MTError": "errors", "ValidationError": "errors", "TenantError": "errors",
@@ -28,6 +28,7 @@ _EXPORTS = {
     "ConflictError": "errors", "QuotaExceededError": "errors", "RunError": "errors",
     "SecretError": "errors", "PluginError": "errors", "KeyRotationError": "errors",
     "SandboxUnavailableError": "errors", "ToolUnavailableError": "errors", "DatabaseError": "errors",
+    "LLMCallError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -121,6 +121,7 @@ def add_llm(
     llm_name: str | None = None,
     *,
     provider: str = "openai",
+    fallbacks: list[str] | None = None,
     tenant: str = DEFAULT_TENANT,
     exist_ok: bool = False,
     **options: Any,
@@ -128,8 +129,14 @@ def add_llm(
     """Store an LLM configuration for ``tenant``; return its id (with ``exist_ok=True``, the id of an
     identical configuration of that name). See :meth:`Tenant.add_llm`."""
     return get_core().tenant(tenant).add_llm(
-        base_url, api_key, model_name, llm_name, provider=provider, exist_ok=exist_ok, **options
+        base_url, api_key, model_name, llm_name, provider=provider, fallbacks=fallbacks, exist_ok=exist_ok, **options
     )
+
+
+def update_llm(llm_id: str, *, tenant: str = DEFAULT_TENANT, **changes: Any) -> dict[str, Any]:
+    """Change an LLM configuration of ``tenant`` (``fallbacks=``, ``base_url=``, options...).
+    See :meth:`Tenant.update_llm`."""
+    return get_core().tenant(tenant).update_llm(llm_id, **changes)
 
 
 def get_llm_config(llm_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:

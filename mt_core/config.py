@@ -41,9 +41,20 @@ class Settings:
             (``MT_MASTER_KEY``); when unset a key file is generated under ``home``.
         previous_master_keys: keys still accepted for reading during a rotation (``MT_MASTER_KEY_PREVIOUS``).
         load_plugins: distributions allowed to load, or ``None`` for all (``MT_LOAD_PLUGINS``; empty loads none).
-        llm_timeout: the longest one LLM call may take, in seconds; a tenant's ``timeout`` may only
-            lower it (``MT_LLM_TIMEOUT``, 60).
+        llm_timeout: the longest one LLM call may take, in seconds, across its retries and its whole
+            fallback chain; a tenant's ``timeout`` may only lower one attempt's (``MT_LLM_TIMEOUT``, 60).
         max_llm_retries: the most retries a tenant's LLM configuration may ask for (``MT_LLM_MAX_RETRIES``, 5).
+        llm_backoff: the first wait before retrying an LLM request, in seconds; it doubles with
+            each retry, with jitter (``MT_LLM_BACKOFF``, 0.5).
+        llm_retry_after_max: the longest ``Retry-After`` a provider may ask for and still be
+            waited for; a longer one moves the call to the next configuration (``MT_LLM_RETRY_AFTER_MAX``, 30).
+        llm_breaker_failures: failures of one LLM configuration within ``llm_breaker_window``
+            that open its circuit breaker (``MT_LLM_BREAKER_FAILURES``, 5).
+        llm_breaker_window: seconds in which those failures are counted (``MT_LLM_BREAKER_WINDOW``, 60).
+        llm_breaker_cooldown: seconds an open breaker skips its configuration before one trial
+            call is let through (``MT_LLM_BREAKER_COOLDOWN``, 30).
+        llm_cache_max_entries: cached LLM responses kept per tenant; the oldest go first
+            (``MT_LLM_CACHE_MAX_ENTRIES``, 1000).
         max_step_timeout: the longest ``step_timeout`` a run may ask for (``MT_MAX_STEP_TIMEOUT``, 3600).
         max_steps: the most ``max_steps`` a run may ask for (``MT_MAX_STEPS``, 100).
         tool_check_timeout: seconds the validation of a tool may take (``MT_TOOL_CHECK_TIMEOUT``, 30).
@@ -73,6 +84,12 @@ class Settings:
     load_plugins: tuple[str, ...] | None = None
     llm_timeout: float = 60.0
     max_llm_retries: int = 5
+    llm_backoff: float = 0.5
+    llm_retry_after_max: float = 30.0
+    llm_breaker_failures: int = 5
+    llm_breaker_window: float = 60.0
+    llm_breaker_cooldown: float = 30.0
+    llm_cache_max_entries: int = 1000
     max_step_timeout: float = HOUR
     max_steps: int = 100
     tool_check_timeout: float = 30.0
@@ -97,10 +114,16 @@ class Settings:
             raise ValidationError(
                 "MT_DOCKER_FALLBACK", f"{self.docker_fallback!r} is not one of {', '.join(DOCKER_FALLBACKS)}"
             )
-        for name in ("llm_timeout", "max_step_timeout", "tool_check_timeout", "tool_dependency_timeout"):
+        for name in ("llm_timeout", "max_step_timeout", "tool_check_timeout", "tool_dependency_timeout",
+                     "llm_breaker_window", "llm_breaker_cooldown"):
             if not 0 < float(getattr(self, name)) <= 24 * HOUR:
                 raise ValidationError(name, f"must be a number of seconds above 0 (got {getattr(self, name)!r})")
-        for name in ("max_llm_retries", "max_steps", "validations_per_tenant", "validations", "sandbox_pids"):
+        for name in ("llm_backoff", "llm_retry_after_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= HOUR:
+                raise ValidationError(name, f"must be a number of seconds from 0 to {HOUR:g} (got {value!r})")
+        for name in ("max_llm_retries", "max_steps", "validations_per_tenant", "validations", "sandbox_pids",
+                     "llm_breaker_failures", "llm_cache_max_entries"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "max_llm_retries" else 1):
                 raise ValidationError(name, f"must be a positive integer (got {value!r})")
@@ -169,6 +192,12 @@ class Settings:
             "load_plugins": None if load is None else tuple(_split_list(load)),
             "llm_timeout": number("MT_LLM_TIMEOUT", 60.0),
             "max_llm_retries": number("MT_LLM_MAX_RETRIES", 5, int),
+            "llm_backoff": number("MT_LLM_BACKOFF", 0.5),
+            "llm_retry_after_max": number("MT_LLM_RETRY_AFTER_MAX", 30.0),
+            "llm_breaker_failures": number("MT_LLM_BREAKER_FAILURES", 5, int),
+            "llm_breaker_window": number("MT_LLM_BREAKER_WINDOW", 60.0),
+            "llm_breaker_cooldown": number("MT_LLM_BREAKER_COOLDOWN", 30.0),
+            "llm_cache_max_entries": number("MT_LLM_CACHE_MAX_ENTRIES", 1000, int),
             "max_step_timeout": number("MT_MAX_STEP_TIMEOUT", HOUR),
             "max_steps": number("MT_MAX_STEPS", 100, int),
             "tool_check_timeout": number("MT_TOOL_CHECK_TIMEOUT", 30.0),

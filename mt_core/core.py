@@ -21,7 +21,9 @@ from .limits import Limits, check_limit_values
 from .llms import LLMs, key_context
 from .netguard import NetworkPolicy
 from .plugins import Plugins
-from .runs import DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, RunRequest, check_run_arguments, execute
+from .runs import (
+    DEFAULT_MAX_STEPS, DEFAULT_STEP_TIMEOUT, QueryResult, RunRequest, check_run_arguments, execute, run_record,
+)
 from .home import prepare_home
 from .master_keys import open_secret_box
 from .secrets import SecretBox, tool_secret_context
@@ -227,21 +229,39 @@ class Tenant:
     # -- LLM configurations -----------------------------------------------------------------
 
     def add_llm(self, base_url: str | None = None, api_key: str | None = None, model_name: str | None = None,
-                llm_name: str | None = None, *, provider: str = "openai", exist_ok: bool = False,
-                **options: Any) -> str:
+                llm_name: str | None = None, *, provider: str = "openai", fallbacks: list[str] | None = None,
+                exist_ok: bool = False, **options: Any) -> str:
         """Store an LLM configuration (API key encrypted at rest); return its new id.
 
-        Extra keyword arguments are provider fields (e.g. ``temperature``, ``timeout``). Raises
-        :class:`LLMConfigError` for an unknown provider or a missing/invalid field, and its subclass
-        :class:`BlockedAddressError` for a ``base_url`` whose host is a literal address (or
-        ``localhost``) outside public addresses and ``MT_LLM_ALLOWED_NETWORKS``; host names are
-        checked when a request connects. A taken name (``llm_name``, default from ``model_name``) is
-        a :class:`ConflictError`; with ``exist_ok=True`` a configuration with the same name,
-        provider, model, base URL, options and API key returns its id instead.
+        Extra keyword arguments are provider fields (e.g. ``temperature``), checked by name, type
+        and range, and the gateway's: ``timeout`` (seconds per attempt), ``max_retries`` (default
+        2) and ``cache_ttl`` (seconds to cache deterministic replies; off by default).
+        ``fallbacks`` lists ids of this tenant's configurations that a call tries, in order, when
+        this one still fails after its retries. Raises :class:`LLMConfigError` for an unknown
+        provider or a missing/invalid field, :class:`NotFoundError` for a fallback this tenant does
+        not have, and :class:`BlockedAddressError` for a ``base_url`` whose host is a literal
+        address (or ``localhost``) outside public addresses and ``MT_LLM_ALLOWED_NETWORKS``; host
+        names are checked when a request connects. A taken name (``llm_name``, default from
+        ``model_name``) is a :class:`ConflictError`; with ``exist_ok=True`` a configuration with the
+        same name, provider, model, base URL, options, fallbacks and API key returns its id instead.
         """
         return self.core.llms.add(self.name, base_url=base_url, api_key=api_key, model_name=model_name,
                                   llm_name=llm_name, provider=provider, options=options,
-                                  max_llms=self.limits().max_llms, exist_ok=exist_ok)
+                                  max_llms=self.limits().max_llms, fallbacks=fallbacks or [], exist_ok=exist_ok)
+
+    def update_llm(self, llm_id: str, *, fallbacks: Any = UNSET, base_url: Any = UNSET, api_key: Any = UNSET,
+                   model_name: Any = UNSET, llm_name: Any = UNSET, provider: Any = UNSET,
+                   **options: Any) -> dict[str, Any]:
+        """Change one of this tenant's LLM configurations; arguments left out keep their value.
+
+        ``fallbacks`` replaces the fallback list (``[]`` clears it); a list that would make a
+        cycle is refused with :class:`LLMConfigError` naming it. Option keyword arguments are
+        merged into the stored options (``None`` removes one). The result is validated as a
+        whole, like ``add_llm``; its circuit breaker starts closed again. Returns the
+        configuration as :meth:`get_llm_config` shows it.
+        """
+        return self.core.llms.update(self.name, llm_id, fallbacks=fallbacks, base_url=base_url, api_key=api_key,
+                                     model_name=model_name, llm_name=llm_name, provider=provider, options=options)
 
     def get_llm_config(self, llm_id: str) -> dict[str, Any]:
         """One of this tenant's LLM configurations, with the API key masked."""
@@ -252,7 +272,8 @@ class Tenant:
         return self.core.llms.list(self.name)
 
     def delete_llm(self, llm_id: str) -> None:
-        """Delete one of this tenant's LLM configurations."""
+        """Delete one of this tenant's LLM configurations; :class:`ConflictError` while another
+        of its configurations lists it as a fallback."""
         self.core.llms.delete(self.name, llm_id)
 
     # -- limits and executor options --------------------------------------------------------
@@ -295,14 +316,14 @@ class Tenant:
         core, limits = self.core, self.limits()
         check_run_arguments(query, agent_type, tool_ids, max_steps, step_timeout, limits, core.settings)
         tools = core.tools.resolve(self.name, list(tool_ids))
-        llm, provider = core.llms.resolve(self.name, llm_id)
+        chain = core.llms.resolve(self.name, llm_id)
         executor = choose_executor(core.plugins, use_docker, core.settings)
         env = {name: os.environ[name] for name in core.settings.sandbox_env_vars if name in os.environ}
         for spec in tools:
             env.update(spec.env)
         request = RunRequest(
             tenant=self.name, query=query, agent_type=agent_type, max_steps=max_steps, verbosity=verbosity,
-            step_timeout=float(step_timeout), tools=tools, tool_ids=tuple(tool_ids), llm=llm, provider=provider,
+            step_timeout=float(step_timeout), tools=tools, tool_ids=tuple(tool_ids), chain=chain,
             executor=executor, executor_options=self.executor_options(),
             quota={"max_concurrent_runs": limits.max_concurrent_runs, "runs_per_minute": limits.runs_per_minute},
             settings=core.settings, sandbox_modules=core.plugins.modules(), sandbox_env=env,
@@ -310,10 +331,12 @@ class Tenant:
         return execute(request, core.storage, core.plugins.notify)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        """One of this tenant's run records."""
+        """One of this tenant's run records, with ``llm_calls``: every attempt of every LLM call
+        in order (``call_index``, ``llm_id``, ``provider``, ``model``, ``outcome``, ``error_type``,
+        ``status_code``, ``latency_ms``, tokens...)."""
         from .ids import check_id
 
-        return self.core.storage.get_run(self.name, check_id(run_id, "run"))
+        return run_record(self.core.storage, self.name, check_id(run_id, "run"))
 
     def get_runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """This tenant's run records, newest first."""

@@ -116,6 +116,23 @@ class DatabaseError(MTError):
     would write into a database that holds data); the message says what to do."""
 
 
+class LLMCallError(MTError):
+    """One LLM call failed on every configuration of its chain (after retries and fallbacks),
+    or ran out of its deadline. The message names each configuration tried and why it failed;
+    API keys never appear in it.
+
+    Args:
+        message: the account of the call.
+        attempts: one dict per attempt (``llm_id``, ``outcome``, ``error_type``, ``status_code``...).
+        timed_out: whether the call ended because time ran out.
+    """
+
+    def __init__(self, message: str, *, attempts: list[dict] | None = None, timed_out: bool = False) -> None:
+        self.attempts = list(attempts or [])
+        self.timed_out = timed_out
+        super().__init__(message)
+
+
 class SecretError(MTError):
     """A secret could not be encrypted or decrypted (wrong master key, or ciphertext moved)."""
 

@@ -7,10 +7,17 @@ documents the same signatures, and a test keeps the three in step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import pluggy
+
+if TYPE_CHECKING:
+    from .fields import FieldSpec
+
+# How a provider declares its fields: names (any string, number or boolean), or a mapping of
+# name -> a type (str, int, float, bool), a tuple of types, a FieldSpec (type, range, choices) or None.
+FieldDeclaration = Union[Iterable[str], Mapping[str, Union[type, tuple, "FieldSpec", None]]]
 
 hookspec = pluggy.HookspecMarker("mt_core")
 hookimpl = pluggy.HookimplMarker("mt_core")
@@ -31,12 +38,15 @@ class RegisterLLMProvider(Protocol):
     """``register(name, factory, *, required=(), optional=())``: add an LLM provider.
 
     ``factory(config)`` receives an :class:`mt_core.llms.LLMConfig` (with the decrypted key)
-    and returns a ``smolagents.Model``; ``required`` lists the fields ``add_llm`` must be given,
-    ``optional`` the other fields it accepts.
+    and returns a ``smolagents.Model`` with its own retries turned off (mt-core's gateway
+    retries); ``required`` lists the fields ``add_llm`` must be given, ``optional`` the other
+    fields it accepts. Each is a list of names, or a mapping of name -> type (``str``, ``int``,
+    ``float``, ``bool``) or :class:`mt_core.fields.FieldSpec` (type, range, choices), so that
+    values are checked too.
     """
 
-    def __call__(self, name: str, factory: Callable[[Any], Any], *, required: Iterable[str] = (),
-                 optional: Iterable[str] = ()) -> None: ...
+    def __call__(self, name: str, factory: Callable[[Any], Any], *, required: FieldDeclaration = (),
+                 optional: FieldDeclaration = ()) -> None: ...
 
 
 class RegisterExecutor(Protocol):

@@ -19,7 +19,8 @@ metadata at 169.254.169.254) and reflect the answer into the tenant's run record
   connects to the checked address itself: no second lookup, so DNS rebinding between check and
   connect is impossible. TLS still verifies the certificate for, and sends SNI with, the
   original host name. It ignores ``HTTP_PROXY``/``HTTPS_PROXY``: through a proxy, the proxy
-  would resolve and connect, unchecked.
+  would resolve and connect, unchecked. Every request also ends by the deadline of the LLM
+  attempt under way (:mod:`mt_core.deadline`), whatever timeout the client was built with.
 - :func:`check_url` resolves and checks without connecting, for plugins whose HTTP stack cannot
   take a transport. It does not pin: a rebinding DNS server can still answer differently when
   that stack resolves again, and redirects are not checked.
@@ -31,12 +32,14 @@ import functools
 import importlib
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import deadline
 from .errors import BlockedAddressError, ValidationError
 
 ALLOWED_NETWORKS_VARIABLE = "MT_LLM_ALLOWED_NETWORKS"
@@ -342,8 +345,24 @@ def _transport_class(library: str) -> type:
     http = importlib.import_module(library)
     httpcore = importlib.import_module(_HTTPCORE[library])
 
+    class DeadlineStream(http.SyncByteStream):  # type: ignore[misc, name-defined]
+        """A response body that stops with a read timeout once the LLM call's deadline has passed."""
+
+        def __init__(self, inner: Any, until: float) -> None:
+            self.inner, self.until = inner, until
+
+        def __iter__(self) -> Any:
+            for chunk in self.inner:
+                if time.monotonic() > self.until:
+                    raise http.ReadTimeout("the LLM call's deadline passed while the response was being read")
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
     class GuardedTransport(http.HTTPTransport):  # type: ignore[misc, name-defined]
-        """A direct (never proxied) transport whose every connection goes through :class:`GuardedBackend`."""
+        """A direct (never proxied) transport whose every connection goes through :class:`GuardedBackend`,
+        and whose every request ends by the deadline of the LLM attempt under way (:mod:`mt_core.deadline`)."""
 
         def __init__(self, policy: NetworkPolicy, *, verify: Any = True, resolver: Resolver | None = None) -> None:
             # HTTPTransport.__init__ takes no network backend. This builds the pool it builds for a
@@ -355,6 +374,14 @@ def _transport_class(library: str) -> type:
                 keepalive_expiry=5.0,
                 network_backend=GuardedBackend(policy, httpcore=httpcore, resolver=resolver),
             )
+
+        def handle_request(self, request: Any) -> Any:
+            deadline.clamp_timeouts(request.extensions)
+            response = super().handle_request(request)
+            left = deadline.remaining()
+            if left is not None:
+                response.stream = DeadlineStream(response.stream, time.monotonic() + left)
+            return response
 
     return GuardedTransport
 

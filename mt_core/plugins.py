@@ -10,7 +10,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,16 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from .fields import FieldSpec, field_specs
+from .hookspecs import FieldDeclaration
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mt_core"
 DEFAULT_PLUGINS = (
     "mt_core.default_plugins.openai_provider",
+    "mt_core.default_plugins.azure_openai",
+    "mt_core.default_plugins.huggingface",
     "mt_core.default_plugins.executors",
 )
 REGISTER_HOOKS = ("mt_register_tools", "mt_register_llm_providers", "mt_register_executors")
@@ -89,13 +93,18 @@ class PackageTool:
 
 @dataclass(frozen=True)
 class Provider:
-    """An LLM provider registered through ``mt_register_llm_providers``."""
+    """An LLM provider registered through ``mt_register_llm_providers``.
+
+    ``required`` and ``optional`` are the declared field names; ``fields`` maps each of them to
+    the :class:`~mt_core.fields.FieldSpec` its values are checked against.
+    """
 
     name: str
     factory: Callable[[Any], Any]
     required: tuple[str, ...]
     optional: tuple[str, ...]
     plugin: str
+    fields: Mapping[str, FieldSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,12 +150,19 @@ class _Staging:
         name: str,
         factory: Callable[[Any], Any],
         *,
-        required: Iterable[str] = (),
-        optional: Iterable[str] = (),
+        required: FieldDeclaration = (),
+        optional: FieldDeclaration = (),
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"provider name must be a non-empty string, got {name!r}")
         if not callable(factory):
             raise PluginError(f"provider {name!r}: factory is not callable")
-        self.providers.append(Provider(name, factory, tuple(required), tuple(optional), self.plugin))
+        try:
+            required_specs, optional_specs = field_specs(required), field_specs(optional)
+        except TypeError as exc:
+            raise PluginError(f"provider {name!r}: {exc}") from None
+        self.providers.append(Provider(name, factory, tuple(required_specs), tuple(optional_specs), self.plugin,
+                                       {**optional_specs, **required_specs}))
 
     def register_executor(
         self,

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .errors import BlockedAddressError, ExecutorAbort, RunError, StepTimeout, ValidationError
+from .errors import BlockedAddressError, ExecutorAbort, LLMCallError, RunError, StepTimeout, ValidationError
 from .executors import ExecutorContext, ToolSpec
 from . import owners
 from .ids import new_id
 from .limits import Limits, exceeded
-from .llms import LLMConfig
+from .llms import LLMChain, LLMConfig
 from .plugins import Executor, Provider
 from .storage import RunQuota, Storage, utcnow
 from .validation import check_text
@@ -54,14 +54,23 @@ class RunRequest:
     step_timeout: float
     tools: tuple[ToolSpec, ...]
     tool_ids: tuple[str, ...]
-    llm: LLMConfig
-    provider: Provider
+    chain: LLMChain
     executor: Executor
     executor_options: dict[str, Any]
     quota: RunQuota
     settings: Any
     sandbox_modules: tuple[str, ...] = ()
     sandbox_env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def llm(self) -> LLMConfig:
+        """The LLM configuration the run names (the first of its chain)."""
+        return self.chain.primary
+
+    @property
+    def provider(self) -> Provider:
+        """The provider of :attr:`llm`."""
+        return self.chain.links[0].provider
 
 
 @dataclass(frozen=True, repr=False)
@@ -71,6 +80,7 @@ class QueryResult:
     ``str(result)`` is the final answer. ``status`` is ``"succeeded"``, or ``"max_steps"`` when
     the agent used every step without calling ``final_answer``: then ``output`` is the answer
     smolagents asked the model for at the end, ``completed`` is False and ``repr`` says so.
+    ``llm_calls`` lists every attempt of every LLM call, as ``get_run`` does.
     ``steps`` counts the agent's steps; ``trace`` holds the task and each step (model output,
     code, observations) as smolagents records them, without the system prompt. ``tool_calls``
     lists each call of a tool, wherever it ran: ``name``, ``started`` (Unix time), ``seconds``,
@@ -87,6 +97,7 @@ class QueryResult:
     tool_versions: dict[str, Any]
     trace: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def completed(self) -> bool:
@@ -127,11 +138,10 @@ def check_run_arguments(query: object, agent_type: object, tool_ids: object, max
 
 def run_deadline(request: RunRequest, started: datetime) -> datetime:
     """When a run must have finished, whatever happens: every step (and the final-answer call
-    at ``max_steps``) at its step timeout plus every LLM attempt at its timeout, plus slack. After
-    it, any process may mark the run failed (:func:`mt_core.owners.stale_reason`)."""
-    settings = request.settings
-    retries = int(request.llm.options.get("max_retries", getattr(settings, "max_llm_retries", 5)))
-    llm_seconds = float(request.llm.timeout) * (retries + 1)
+    at ``max_steps``) at its step timeout plus every LLM call at its deadline (``MT_LLM_TIMEOUT``,
+    across retries and fallbacks), plus slack. After it, any process may mark the run failed
+    (:func:`mt_core.owners.stale_reason`)."""
+    llm_seconds = float(getattr(request.settings, "llm_timeout", 60.0))
     seconds = (request.max_steps + 1) * (request.step_timeout + llm_seconds) + DEADLINE_SLACK_SECONDS
     return started + timedelta(seconds=seconds)
 
@@ -151,11 +161,14 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
         "deadline": run_deadline(request, now).isoformat(timespec="microseconds"),
     }, quota=request.quota)
     started = time.perf_counter()
-    secret = request.llm.api_key
+    secrets = request.chain.secrets()
     tool_calls: list[dict[str, Any]] = []
     agent = model = executor = None
     try:
-        model = request.provider.factory(request.llm)
+        from .gateway import GatewayModel
+
+        model = GatewayModel(request.chain, storage=storage, tenant=request.tenant, run_id=run_id,
+                             settings=request.settings)
         context = ExecutorContext(
             tenant=request.tenant, run_id=run_id, tools=request.tools, authorized_imports=BASE_AUTHORIZED_IMPORTS,
             timeout_seconds=request.step_timeout, settings=request.settings, options=dict(request.executor_options),
@@ -167,7 +180,7 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
         notify("mt_agent_assembled", agent=agent, tenant=request.tenant, run_id=run_id)
         outcome = agent.run(request.query, return_full_result=True)
     except (Exception, ExecutorAbort) as exc:  # every failure becomes a recorded, readable run error
-        message = _redact(describe_failure(exc, request.llm), secret)
+        message = _redact(describe_failure(exc, request.llm), secrets)
         status = "timeout" if is_timeout(exc) else "failed"
         _finish(request, storage, notify, run_id, started, status=status, error=message)
         logger.info("run %s for tenant %s %s", run_id, request.tenant, status)
@@ -184,12 +197,13 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
     trace = [dict(step) for step in (outcome.steps or []) if "system_prompt" not in step]
     steps = sum(1 for step in trace if "step_number" in step)
     duration_ms = _finish(
-        request, storage, notify, run_id, started, status=status, output=_redact(str(outcome.output), secret),
+        request, storage, notify, run_id, started, status=status, output=_redact(str(outcome.output), secrets),
         usage=usage, steps=steps,
     )
     return QueryResult(
         run_id=run_id, output=outcome.output, status=status, usage=usage, steps=steps, duration_ms=duration_ms,
         executor=request.executor.name, tool_versions=versions, trace=trace, tool_calls=list(tool_calls),
+        llm_calls=[dict(row) for row in storage.list_llm_attempts(request.tenant, run_id)],
     )
 
 
@@ -203,7 +217,8 @@ def _assemble(request: RunRequest, executor: Any, model: Any) -> Any:
     tools = [RemoteTool(spec, executor) for spec in request.tools]
     level = LogLevel(min(request.verbosity, 2)) if request.verbosity > 0 else LogLevel.OFF
     # The agent prints what the LLM endpoint says, and an endpoint may echo the key back.
-    logger_ = AgentLogger(level, console=Console(file=_RedactingWriter(sys.stdout, request.llm.api_key), highlight=False))
+    logger_ = AgentLogger(level, console=Console(file=_RedactingWriter(sys.stdout, request.chain.secrets()),
+                                                 highlight=False))
     if request.agent_type == "tool_calling":
         if not hasattr(executor, "call_tool"):
             raise ValidationError("agent_type", f"executor {request.executor.name!r} cannot run tool calls")
@@ -234,13 +249,13 @@ def _prompt_templates(name: str) -> Any:
 
 
 class _RedactingWriter:
-    """A text stream that replaces a secret before passing text on."""
+    """A text stream that replaces secrets before passing text on."""
 
-    def __init__(self, stream: Any, secret: str | None) -> None:
-        self.stream, self.secret = stream, secret
+    def __init__(self, stream: Any, secrets: list[str]) -> None:
+        self.stream, self.secrets = stream, secrets
 
     def write(self, text: str) -> int:
-        return self.stream.write(_redact(text, self.secret))
+        return self.stream.write(_redact(text, self.secrets))
 
     def flush(self) -> None:
         self.stream.flush()
@@ -254,20 +269,27 @@ def _finish(
     output: str | None = None, error: str | None = None, usage: dict[str, int] | None = None, steps: int | None = None,
 ) -> int:
     duration_ms = int((time.perf_counter() - started) * 1000)
-    record = storage.finish_run(request.tenant, run_id, {
+    storage.finish_run(request.tenant, run_id, {
         "status": status, "output": None if output is None else _cut(output),
         "error": None if error is None else _cut(error), "duration_ms": duration_ms, "finished_at": utcnow(),
         "steps": steps, "input_tokens": usage["input_tokens"] if usage else None,
         "output_tokens": usage["output_tokens"] if usage else None,
     })
-    notify("mt_run_finished", run=record, tenant=request.tenant)
+    notify("mt_run_finished", run=run_record(storage, request.tenant, run_id), tenant=request.tenant)
     return duration_ms
 
 
+def run_record(storage: Storage, tenant: str, run_id: str) -> dict[str, Any]:
+    """A run record with its ``llm_calls``: every attempt of every LLM call, in order."""
+    record: dict[str, Any] = dict(storage.get_run(tenant, run_id))
+    record.pop("tenant_id", None)
+    record["llm_calls"] = [dict(row) for row in storage.list_llm_attempts(tenant, run_id)]
+    return record
+
+
 def _close(agent: Any, executor: Any, model: Any) -> None:
-    """Release the run's sandbox and HTTP client; failures here never mask the run's result."""
-    closers = [getattr(agent, "cleanup", None), getattr(executor, "cleanup", None),
-               getattr(getattr(model, "client", None), "close", None)]
+    """Release the run's sandbox and HTTP clients; failures here never mask the run's result."""
+    closers = [getattr(agent, "cleanup", None), getattr(executor, "cleanup", None), getattr(model, "close", None)]
     for closer in closers:
         if closer is not None:
             try:
@@ -295,6 +317,9 @@ def describe_failure(exc: BaseException, config: LLMConfig | None) -> str:
     from smolagents.utils import AgentGenerationError
 
     cause = exc.__cause__
+    call_error = next((item for item in _chain(exc) if isinstance(item, LLMCallError)), None)
+    if call_error is not None:  # the gateway's account: every configuration tried, and why each failed
+        return str(call_error)
     endpoint = f" ({config.provider} endpoint {config.base_url})" if config is not None else ""
     blocked = _blocked(exc)
     if blocked is not None:  # however a provider's SDK wrapped it, the guard's own words
@@ -313,12 +338,16 @@ def is_timeout(exc: BaseException) -> bool:
         from openai import APITimeoutError
     except ImportError:  # pragma: no cover - openai is a dependency
         APITimeoutError = TimeoutError  # type: ignore[misc,assignment]
-    return any(isinstance(item, (StepTimeout, TimeoutError, APITimeoutError)) for item in _chain(exc))
+    chain = _chain(exc)
+    if any(isinstance(item, LLMCallError) for item in chain):
+        return any(isinstance(item, LLMCallError) and item.timed_out for item in chain)
+    return any(isinstance(item, (StepTimeout, TimeoutError, APITimeoutError)) for item in chain)
 
 
-def _redact(text: str, secret: str | None) -> str:
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "[REDACTED]")
+def _redact(text: str, secrets: list[str] | str | None) -> str:
+    for secret in [secrets] if isinstance(secrets, str) else (secrets or []):
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[REDACTED]")
     return text
 
 

@@ -7,19 +7,32 @@ For tests, benchmarks and the offline demo: agents reach it through smolagents a
         add_llm(base_url=llm.base_url, api_key="k", model_name="m")
 
 A reply is a string (the assistant's content) or a dict with any of: ``content``, ``status``
-(an HTTP error status), ``raw`` (a body sent as is, e.g. malformed JSON), ``delay`` (seconds
-to wait first), ``usage`` (``False`` leaves usage out), ``drop`` (close without answering).
+(an HTTP error status), ``error`` (the ``error`` object of an error body, as the provider sends
+it: see :data:`CONTEXT_LENGTH_ERROR`, :data:`CONTENT_FILTER_ERROR`), ``headers`` (extra response
+headers, e.g. ``{"Retry-After": "1"}``), ``raw`` (a body sent as is, e.g. malformed JSON),
+``delay`` (seconds to wait first), ``hang`` (wait that many seconds, or until the server stops,
+and close without answering), ``usage`` (``False`` leaves usage out), ``drop`` (close without
+answering), ``reset`` (send the status line, headers and part of the body, then reset the
+connection).
+
+Faults in arrival order rather than by conversation step: ``responder=in_order([...])``.
+Besides OpenAI's ``/v1/chat/completions`` it answers Azure OpenAI's deployment path
+(``/openai/deployments/<name>/chat/completions?api-version=...``); each recorded request has
+its ``path`` (without the query), ``query`` (a dict), ``headers`` and ``body``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 Reply = str | dict[str, Any]
 
@@ -55,6 +68,39 @@ CALCULATOR_SCRIPT: list[Reply] = [
     "<code>\nfinal_answer(result)\n</code>",
 ]
 
+
+
+# Error bodies as the providers send them.
+CONTEXT_LENGTH_ERROR: dict[str, Any] = {
+    "message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens."
+               " Please reduce the length of the messages.",
+    "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
+}
+CONTENT_FILTER_ERROR: dict[str, Any] = {  # Azure OpenAI's, for a prompt its content filter refused
+    "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy."
+               " Please modify your prompt and retry. To learn more about our content filtering policies please"
+               " read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
+    "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+    "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+        "hate": {"filtered": False, "severity": "safe"}, "jailbreak": {"filtered": False, "detected": False},
+        "self_harm": {"filtered": False, "severity": "safe"}, "sexual": {"filtered": False, "severity": "safe"},
+        "violence": {"filtered": True, "severity": "medium"}}},
+}
+
+
+def in_order(replies: Sequence[Reply]) -> Callable[[dict[str, Any]], Reply]:
+    """A responder that plays ``replies`` in the order requests arrive (the last one repeats),
+    whatever the conversation: for retries, which repeat the same step."""
+    lock = threading.Lock()
+    played = [0]
+
+    def respond(body: dict[str, Any]) -> Reply:
+        with lock:
+            index = min(played[0], len(replies) - 1)
+            played[0] += 1
+        return replies[index]
+
+    return respond
 
 
 def allow_loopback_llm_servers(environ: MutableMapping[str, str] | None = None) -> bool:
@@ -117,6 +163,7 @@ class ScriptedLLMServer:
         self._requested_port = port
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -135,6 +182,7 @@ class ScriptedLLMServer:
     def start(self, port: int | None = None) -> "ScriptedLLMServer":
         """Listen on ``port`` (default: the one given at construction, else a free one) of its host in a
         background thread."""
+        self._stopping.clear()
         server = _Server((self.host, self._requested_port if port is None else port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -143,7 +191,8 @@ class ScriptedLLMServer:
         return self
 
     def stop(self) -> None:
-        """Stop listening."""
+        """Stop listening (and end replies that hang)."""
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -200,10 +249,12 @@ def _handler_for(owner: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default log
             return
 
-        def _send(self, status: int, payload: bytes) -> None:
+        def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
 
@@ -213,6 +264,20 @@ def _handler_for(owner: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, b'{"error": {"message": "not found"}}')
 
+        def _reset(self, status: int, headers: dict[str, str]) -> None:
+            """Send the status line, headers and a part of the promised body, then reset the connection."""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "4096")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(b'{"id": "chatcmpl-partial", "object": "chat.completion", "choi')
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
@@ -221,8 +286,11 @@ def _handler_for(owner: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 self._send(400, b'{"error": {"message": "request body is not JSON"}}')
                 return
-            owner._record({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
-            if not self.path.rstrip("/").endswith("/chat/completions"):
+            target = urlsplit(self.path)
+            owner._record({"path": target.path, "query": dict(parse_qsl(target.query)),
+                           "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
+                           "received_at": time.monotonic()})
+            if not target.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, b'{"error": {"message": "not found"}}')
                 return
             reply = owner.reply_for(body)
@@ -230,19 +298,29 @@ def _handler_for(owner: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
             delay = owner.latency + float(spec.get("delay", 0.0))
             if delay:
                 time.sleep(delay)
+            if spec.get("hang"):
+                owner._stopping.wait(3600.0 if spec["hang"] is True else float(spec["hang"]))
+                self.close_connection = True
+                self.connection.close()
+                return
             if spec.get("drop"):
                 self.close_connection = True
                 self.connection.close()
                 return
-            if "raw" in spec:
-                self._send(int(spec.get("status", 200)), str(spec["raw"]).encode())
-                return
+            headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
             status = int(spec.get("status", 200))
+            if spec.get("reset"):
+                self._reset(status, headers)
+                return
+            if "raw" in spec:
+                self._send(status, str(spec["raw"]).encode(), headers)
+                return
             if status != 200:
-                message = spec.get("content") or f"scripted error {status}"
-                self._send(status, json.dumps({"error": {"message": message, "type": "scripted"}}).encode())
+                error = spec.get("error") or {"message": spec.get("content") or f"scripted error {status}",
+                                              "type": "scripted"}
+                self._send(status, json.dumps({"error": error}).encode(), headers)
                 return
             completion = _completion(body, str(spec.get("content", "")), spec.get("usage", True) is not False)
-            self._send(200, json.dumps(completion).encode())
+            self._send(200, json.dumps(completion).encode(), headers)
 
     return Handler

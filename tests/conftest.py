@@ -222,7 +222,7 @@ def decrypted(core, tenant: str, llm_id: str):
     """The stored LLM configuration with its key decrypted, as a run gets it (``core`` may be the
     ``mt_core`` module, for its default installation)."""
     installation = core.get_core() if hasattr(core, "get_core") else core
-    return installation.llms.resolve(tenant, llm_id)[0]
+    return installation.llms.resolve(tenant, llm_id).primary
 
 
 def raw_sql(core: MTCore, sql: str, params: tuple = ()) -> list[tuple]:

@@ -37,14 +37,20 @@ def snapshot(core: MTCore) -> dict[str, list[dict]]:
 @pytest.fixture
 def installation(tmp_path, llm_server):
     """A SQLite installation with every kind of row: tools with versions and secrets, LLMs with
-    keys, limits, executor options, an enabled package tool with its secret, runs."""
+    keys, limits, executor options, an enabled package tool with its secret, runs, and the LLM gateway's fallbacks, attempts,
+    breakers and cache."""
     home = tmp_path / "home"
     core = MTCore(settings=make_settings(home, database_url=f"sqlite:///{home}/mt.db"))
     acme, globex = core.tenant("acme"), core.tenant("globex")
     server = llm_server(CALCULATOR_SCRIPT * 2)
     tool_id = acme.add_tool("calculator", "Evaluates arithmetic.", CALCULATOR)
     assert acme.update_tool(tool_id, description="Evaluates arithmetic, v2.", secrets={"CALC_TOKEN": TOOL_SECRET}) == 2
-    llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m", llm_name="gpt", temperature=0.5)
+    # a flaky primary falling back to a cached backup: breaker, attempt and cache rows
+    backup = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m", llm_name="gpt", temperature=0,
+                          cache_ttl=3600)
+    down = llm_server(script=[{"status": 503}])
+    llm_id = acme.add_llm(base_url=down.base_url, api_key=API_KEY, model_name="d", llm_name="flaky", max_retries=0,
+                          fallbacks=[backup])
     globex.add_llm(base_url="http://127.0.0.1:9/v1", api_key=f"{API_KEY}-globex", model_name="g")
     acme.set_limits(max_tools=7, runs_per_minute=30)
     core.storage.set_executor_options("acme", {"memory": "256m"})
@@ -54,6 +60,7 @@ def installation(tmp_path, llm_server):
     sealed = seal_tool_secrets(core.secrets, "acme", "pkg:human_size", {"HS_KEY": TOOL_SECRET})
     core.storage.enable_package_tool("acme", "human_size", {"unit": "MiB"}, sealed)  # type: ignore[arg-type]
     assert str(acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?")) == "400"
+    assert all(snapshot(core).values()), "the installation lacks a kind of row"
     return core, tool_id, llm_id
 
 
@@ -63,7 +70,7 @@ def test_copy_sqlite_to_postgresql_then_run_again(installation, backend, tmp_pat
     url = backend.new_database(migrated=False)  # the copy migrates it
     out = mt_db_copy("--from", f"sqlite:///{source.home}/mt.db", "--to", url, home=source.home, master_key=key)
     assert out.returncode == 0, out.stderr
-    assert "4 secrets decrypt there" in out.stdout  # 2 LLM keys, a tool secret, a package tool secret
+    assert "5 secrets decrypt there" in out.stdout  # 3 LLM keys, a tool secret, a package tool secret
     assert API_KEY not in out.stdout + out.stderr and "postgres@" not in out.stderr
 
     # another machine: its own (empty) data directory, the same master key, the PostgreSQL database

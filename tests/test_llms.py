@@ -22,7 +22,7 @@ def test_add_and_read_back_with_key_masked(core):
     assert config == {
         "id": llm_id, "name": "llama-model", "provider": "openai", "model_name": "llama-3",
         "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-te…ET", "options": {"temperature": 0.2},
-        "created_at": config["created_at"],
+        "fallbacks": [], "created_at": config["created_at"],
     }
     assert acme.get_llms() == [config]
     assert API_KEY not in repr(decrypted(core, "acme", llm_id))
@@ -52,7 +52,8 @@ def test_llm_name_defaults_to_model_name_and_must_be_unique(core):
         ({"api_key": "has space"}, "api_key: must not contain whitespace"),
         ({"llm_name": "../x"}, "llm_name: '../x' is not a valid name"),
         ({"colour": "blue"}, "colour: is not a field of provider 'openai'"),
-        ({"temperature": [1]}, "temperature: must be a string, number or boolean"),
+        ({"temperature": [1]}, "temperature: must be a number from 0 to 2, got list"),
+        ({"organization": [1]}, "organization: must be a string, got list"),
     ],
 )
 def test_invalid_configurations_are_rejected_and_nothing_is_stored(core, kwargs, message):

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from mt_core.errors import PluginError
+from mt_core.fields import SAMPLING_FIELDS
 from mt_core.hookspecs import hookimpl
 
 PLACEHOLDER_KEY = "not-needed"
@@ -59,37 +60,48 @@ def _require_usage(client: Any) -> Any:
     return client
 
 
-def build_model(config: Any) -> Any:
-    """A smolagents ``OpenAIModel`` for ``config``, with a request timeout and bounded retries.
+def openai_client(config: Any, *, azure: bool = False, api_version: str | None = None) -> Any:
+    """An ``openai.OpenAI`` (or ``AzureOpenAI``) for ``config`` on the SSRF guard's HTTP client,
+    with the SDK's own retries off (mt-core's gateway retries) and ``config.timeout``.
 
-    smolagents' own retry on HTTP 429 waits a minute per attempt; it is turned off so a run ends
-    within the configured timeout, and the ``openai`` client retries briefly instead. Its HTTP
-    client is the SSRF guard's (``mt_core.netguard.guarded_http_client``): every connection, each
-    redirect hop's too, goes only to an address ``config.network_policy`` allows, pinned.
+    Every connection, each redirect hop's too, goes only to an address ``config.network_policy``
+    allows, pinned; each request ends by the deadline of the gateway's attempt.
     """
     import openai
-    from smolagents import OpenAIModel
 
     from mt_core.netguard import guarded_http_client
 
-    options = dict(config.options)
-    max_retries = int(options.pop("max_retries", 1))
-    timeout = float(options.pop("timeout", config.timeout))
-    organization = options.pop("organization", None)
     library = sdk_http_library()
     if library not in ("httpx2", "httpx"):
         raise PluginError(
             f"the installed openai SDK ({openai.__version__}) is built on {library or 'an unknown HTTP library'},"
             " not httpx or httpx2, so mt-core cannot guard its connections; install an openai release built on one"
         )
-    http_client = guarded_http_client(
-        config.network_policy, timeout=timeout, verify=shared_ssl_context(), library=library
+    timeout = float(config.timeout)
+    http_client = guarded_http_client(config.network_policy, timeout=timeout, verify=shared_ssl_context(), library=library)
+    options = config.options
+    if azure:
+        return openai.AzureOpenAI(
+            api_key=config.api_key or PLACEHOLDER_KEY, azure_endpoint=config.base_url, api_version=api_version,
+            timeout=timeout, max_retries=0, http_client=http_client,
+        )
+    return openai.OpenAI(
+        api_key=config.api_key or PLACEHOLDER_KEY, base_url=config.base_url, organization=options.get("organization"),
+        timeout=timeout, max_retries=0, http_client=http_client,
     )
-    client = openai.OpenAI(
-        api_key=config.api_key or PLACEHOLDER_KEY, base_url=config.base_url, organization=organization,
-        timeout=timeout, max_retries=max_retries, http_client=http_client,
-    )
-    return OpenAIModel(model_id=config.model_name, client=_require_usage(client), retry=False, **options)
+
+
+def build_model(config: Any) -> Any:
+    """A smolagents ``OpenAIModel`` for ``config``.
+
+    Neither smolagents (``retry=False``; its own waits a minute per attempt on a 429) nor the
+    ``openai`` client (``max_retries=0``) retries: mt-core's gateway does, once, by error type.
+    """
+    from smolagents import OpenAIModel
+
+    options = {k: v for k, v in config.options.items() if k != "organization"}
+    client = _require_usage(openai_client(config))
+    return OpenAIModel(model_id=config.model_name, client=client, retry=False, **options)
 
 
 @hookimpl
@@ -97,6 +109,6 @@ def mt_register_llm_providers(register: Any) -> None:
     register(
         "openai",
         build_model,
-        required=("base_url", "model_name"),
-        optional=("api_key", "temperature", "max_tokens", "timeout", "max_retries", "organization"),
+        required={"base_url": str, "model_name": str},
+        optional={"api_key": str, **SAMPLING_FIELDS, "organization": str},
     )

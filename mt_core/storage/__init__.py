@@ -9,11 +9,13 @@ import os
 from pathlib import Path
 
 from .base import (
-    TABLES, CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, Storage, StoredSecret, ToolRow, ToolVersionRow, utcnow,
+    TABLES, BreakerRow, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, RunQuota, RunRow, SecretRow, Storage, StoredSecret,
+    ToolRow, ToolVersionRow, utcnow,
 )
 
-__all__ = ["TABLES", "CatalogRow", "LLMRow", "RunQuota", "RunRow", "SecretRow", "Storage", "StoredSecret", "ToolRow",
-           "ToolVersionRow", "is_postgres_url", "open_storage", "sqlite_path", "utcnow"]
+__all__ = ["TABLES", "BreakerRow", "CacheRow", "CatalogRow", "LLMAttemptRow", "LLMRow", "RunQuota", "RunRow",
+           "SecretRow", "Storage", "StoredSecret", "ToolRow", "ToolVersionRow", "is_postgres_url", "open_storage",
+           "sqlite_path", "utcnow"]
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")

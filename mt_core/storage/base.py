@@ -10,7 +10,7 @@ connection leaves a storage implementation.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, TypedDict
 
 
@@ -76,6 +76,58 @@ class LLMRow(TypedDict, total=False):
     api_key_ciphertext: str | None
     api_key_masked: str | None
     created_at: str
+    fallbacks: list[str]  # ids of the tenant's configurations to try next, in order (table llm_fallbacks)
+
+
+class LLMAttemptRow(TypedDict, total=False):
+    """One attempt of one LLM call of a run (table ``llm_attempts``).
+
+    ``outcome`` is ``ok``, ``retried`` (failed; the same configuration was tried again),
+    ``fell_back`` (failed; the call moved on to the next configuration), ``failed`` (failed; nothing
+    was left to try), ``cache_hit`` (answered from the response cache, no request) or ``skipped``
+    (its circuit breaker was open, no request).
+    """
+
+    run_id: str
+    seq: int
+    call_index: int
+    llm_id: str
+    provider: str
+    model: str
+    base_url: str | None
+    outcome: str
+    error_type: str | None
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    started_at: str
+    finished_at: str
+
+
+class BreakerRow(TypedDict, total=False):
+    """The circuit breaker of one LLM configuration (table ``llm_breakers``); times are unix seconds."""
+
+    llm_id: str
+    state: str  # closed, open or half_open
+    failures: int
+    window_start: float | None
+    open_until: float | None
+    trial_until: float | None
+    last_error: str | None
+    updated_at: float
+
+
+class CacheRow(TypedDict):
+    """One cached LLM response (table ``llm_cache``); times are unix seconds."""
+
+    cache_key: str
+    llm_id: str
+    response: dict[str, Any]
+    created_at: float
+    expires_at: float
 
 
 class RunRow(TypedDict, total=False):
@@ -143,6 +195,10 @@ TABLES: dict[str, tuple[str, ...]] = {
     "tenant_executor_options": ("tenant_id",),
     "package_tools": ("name",),
     "tenant_package_tools": ("tenant_id", "tool_name"),
+    "llm_fallbacks": ("tenant_id", "llm_id", "position"),
+    "llm_attempts": ("tenant_id", "run_id", "seq"),
+    "llm_breakers": ("tenant_id", "llm_id"),
+    "llm_cache": ("tenant_id", "cache_key"),
 }
 
 
@@ -192,17 +248,55 @@ class Storage(Protocol):
         """The secrets of every tool of the tenant, by tool id (one read for a whole tool list)."""
 
     # -- LLM configurations -------------------------------------------------------------------
-    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int) -> None:
-        """Store an LLM configuration; quota and name conflicts as for tools."""
+    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int, fallbacks: Sequence[str] = ()) -> None:
+        """Store an LLM configuration with its fallbacks (ids of the tenant's configurations, in
+        order); quota and name conflicts as for tools, :class:`NotFoundError` for a fallback that is
+        not the tenant's."""
 
     def get_llm(self, tenant: str, llm_id: str) -> LLMRow:
-        """One LLM configuration; :class:`NotFoundError` when it is not the tenant's."""
+        """One LLM configuration with its ``fallbacks``; :class:`NotFoundError` when it is not the tenant's."""
 
     def list_llms(self, tenant: str) -> list[LLMRow]:
-        """The tenant's LLM configurations, oldest first."""
+        """The tenant's LLM configurations with their ``fallbacks``, oldest first."""
+
+    def update_llm(self, tenant: str, llm_id: str, fields: dict[str, Any], fallbacks: Sequence[str] | None = None) -> None:
+        """Change columns of an LLM configuration (``name``, ``provider``, ``model_name``, ``base_url``,
+        ``options``, ``api_key_ciphertext``, ``api_key_masked``) and, when given, replace its
+        fallbacks; reset its circuit breaker. One transaction. :class:`NotFoundError` when the
+        configuration or a fallback is not the tenant's, :class:`LLMConfigError` (field ``fallbacks``)
+        naming the cycle the new fallbacks would make, :class:`ConflictError` for a taken name."""
 
     def delete_llm(self, tenant: str, llm_id: str) -> None:
-        """Delete an LLM configuration; :class:`NotFoundError` when it is not the tenant's."""
+        """Delete an LLM configuration with its breaker and cached responses; :class:`NotFoundError`
+        when it is not the tenant's, :class:`ConflictError` while another configuration lists it
+        as a fallback."""
+
+    def llm_fallback_graph(self, tenant: str) -> dict[str, list[str]]:
+        """Every configuration of the tenant that has fallbacks -> their ids, in order."""
+
+    # -- LLM calls: attempts, circuit breakers, response cache ---------------------------------
+    def add_llm_attempt(self, tenant: str, row: LLMAttemptRow) -> None:
+        """Record one attempt of an LLM call of a run (committed at once)."""
+
+    def list_llm_attempts(self, tenant: str, run_id: str) -> list[LLMAttemptRow]:
+        """The attempts of one of the tenant's runs, in order (``[]`` for none)."""
+
+    def get_breakers(self, tenant: str, llm_ids: Sequence[str]) -> dict[str, BreakerRow]:
+        """The stored breakers of these configurations, by id (a configuration without a row is closed)."""
+
+    def update_breaker(self, tenant: str, llm_id: str,
+                       change: Callable[[BreakerRow | None], BreakerRow | None]) -> BreakerRow | None:
+        """Read a configuration's breaker, apply ``change`` and store what it returns, in one
+        transaction that holds the row (``None`` from ``change`` writes nothing). Returns the row
+        stored, or the row read when nothing was written. The atomic read-modify-write every
+        process sharing the database relies on."""
+
+    def get_cached_response(self, tenant: str, cache_key: str, now: float) -> CacheRow | None:
+        """The tenant's cached response under ``cache_key`` if it has not expired at ``now``."""
+
+    def put_cached_response(self, tenant: str, row: CacheRow, *, max_entries: int) -> None:
+        """Store a response (replacing one under the same key), drop the tenant's expired entries
+        and then its oldest beyond ``max_entries``, in one transaction."""
 
     # -- secrets of every tenant (operators only: key rotation) --------------------------------
     def secrets_not_under(self, key_id: str) -> list[StoredSecret]:

@@ -9,16 +9,18 @@ syntax both dialects share (``ON CONFLICT``, ``LIMIT``, ``COUNT``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
 from ..errors import ConflictError, NotFoundError, ValidationError
+from ..fallbacks import check_no_cycle
 from ..limits import exceeded
 from ..owners import stale_reason
 from .base import (
-    TABLES, CatalogRow, LLMRow, RunQuota, RunRow, SecretRow, StoredSecret, ToolRow, ToolVersionRow, utcnow,
+    TABLES, BreakerRow, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, RunQuota, RunRow, SecretRow, StoredSecret, ToolRow,
+    ToolVersionRow, utcnow,
 )
 
 T = TypeVar("T")
@@ -30,6 +32,8 @@ _JSON = {
     "runs": ("tool_ids", "tool_versions"),
     "package_tools": ("inputs", "settings"),
 }
+_LLM_UPDATABLE = frozenset({"name", "provider", "model_name", "base_url", "options", "api_key_ciphertext",
+                            "api_key_masked"})
 _TOOL_SELECT = (
     "SELECT t.id, t.name, t.version AS latest_version, t.created_at, v.version, v.description, v.kind, v.entry,"
     " v.source, v.source_sha256, v.inputs, v.output_type, v.output_schema, v.dependencies, v.settings,"
@@ -248,29 +252,186 @@ class SQLStorage:
 
     # -- LLM configurations -----------------------------------------------------------------------
 
-    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int) -> None:
-        """Store an LLM configuration within ``max_llms``."""
+    def add_llm(self, tenant: str, row: LLMRow, *, max_llms: int, fallbacks: Sequence[str] = ()) -> None:
+        """Store an LLM configuration with its fallbacks, within ``max_llms``."""
 
         def body(tx: Tx) -> None:
             self._check_count(tx, "llms", tenant, "max_llms", max_llms, "the number of LLM configurations")
-            self._insert(tx, "llms", tenant, dict(row), "an LLM configuration")
+            self._insert(tx, "llms", tenant, {k: v for k, v in row.items() if k != "fallbacks"}, "an LLM configuration")
+            self._put_fallbacks(tx, tenant, row["id"], fallbacks)
 
         self._write(body, tenant)
 
+    def update_llm(self, tenant: str, llm_id: str, fields: dict[str, Any], fallbacks: Sequence[str] | None = None) -> None:
+        """Change an LLM configuration (and its fallbacks when given); reset its breaker."""
+        values = {k: (json.dumps(v) if k in _JSON["llms"] else v) for k, v in fields.items()}
+        unknown = set(values) - _LLM_UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable columns of llms: {sorted(unknown)}")
+
+        def body(tx: Tx) -> None:
+            if not tx.rows("SELECT 1 AS found FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id)):
+                raise NotFoundError("llm", llm_id)
+            if values:
+                try:
+                    tx.run(f"UPDATE llms SET {', '.join(f'{column} = ?' for column in values)}"
+                           " WHERE tenant_id = ? AND id = ?", (*values.values(), tenant, llm_id))
+                except Exception as exc:
+                    if self._name_conflict(exc):
+                        raise ConflictError(
+                            f"this tenant already has an LLM configuration named {fields.get('name')!r}") from None
+                    raise
+            if fallbacks is not None:
+                tx.run("DELETE FROM llm_fallbacks WHERE tenant_id = ? AND llm_id = ?", (tenant, llm_id))
+                self._put_fallbacks(tx, tenant, llm_id, fallbacks)
+                check_no_cycle(self._fallback_graph(tx, tenant), llm_id)
+            tx.run("DELETE FROM llm_breakers WHERE tenant_id = ? AND llm_id = ?", (tenant, llm_id))
+
+        self._write(body, tenant)
+
+    @staticmethod
+    def _put_fallbacks(tx: Tx, tenant: str, llm_id: str, fallbacks: Sequence[str]) -> None:
+        for position, fallback_id in enumerate(fallbacks):
+            if not tx.rows("SELECT 1 AS found FROM llms WHERE tenant_id = ? AND id = ?", (tenant, fallback_id)):
+                raise NotFoundError("llm", fallback_id)
+            tx.run("INSERT INTO llm_fallbacks (tenant_id, llm_id, position, fallback_id) VALUES (?, ?, ?, ?)",
+                   (tenant, llm_id, position, fallback_id))
+
+    @staticmethod
+    def _fallback_graph(tx: Tx, tenant: str, llm_id: str | None = None) -> dict[str, list[str]]:
+        sql = "SELECT llm_id, fallback_id FROM llm_fallbacks WHERE tenant_id = ?"
+        params: tuple[Any, ...] = (tenant,)
+        if llm_id is not None:
+            sql, params = sql + " AND llm_id = ?", (tenant, llm_id)
+        graph: dict[str, list[str]] = {}
+        for row in tx.rows(sql + " ORDER BY llm_id, position", params):
+            graph.setdefault(row["llm_id"], []).append(row["fallback_id"])
+        return graph
+
+    def llm_fallback_graph(self, tenant: str) -> dict[str, list[str]]:
+        """Every configuration of the tenant that has fallbacks -> their ids, in order."""
+        with self._read() as tx:
+            return self._fallback_graph(tx, tenant)
+
     def get_llm(self, tenant: str, llm_id: str) -> LLMRow:
-        """One LLM configuration of the tenant."""
-        rows = self._rows("llms", "SELECT * FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id))
-        if not rows:
-            raise NotFoundError("llm", llm_id)
-        return rows[0]  # type: ignore[return-value]
+        """One LLM configuration of the tenant, with its fallbacks."""
+        with self._read() as tx:
+            rows = decode("llms", tx.rows("SELECT * FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id)))
+            if not rows:
+                raise NotFoundError("llm", llm_id)
+            row = rows[0]
+            row.pop("tenant_id", None)
+            row["fallbacks"] = self._fallback_graph(tx, tenant, llm_id).get(llm_id, [])
+        return row  # type: ignore[return-value]
 
     def list_llms(self, tenant: str) -> list[LLMRow]:
-        """The tenant's LLM configurations, oldest first."""
-        return self._rows("llms", "SELECT * FROM llms WHERE tenant_id = ? ORDER BY created_at, id", (tenant,))  # type: ignore[return-value]
+        """The tenant's LLM configurations with their fallbacks, oldest first."""
+        with self._read() as tx:
+            rows = decode("llms", tx.rows("SELECT * FROM llms WHERE tenant_id = ? ORDER BY created_at, id", (tenant,)))
+            graph = self._fallback_graph(tx, tenant)
+        for row in rows:
+            row.pop("tenant_id", None)
+            row["fallbacks"] = graph.get(row["id"], [])
+        return rows  # type: ignore[return-value]
 
     def delete_llm(self, tenant: str, llm_id: str) -> None:
-        """Delete one LLM configuration of the tenant."""
-        self._delete("llms", "llm", tenant, llm_id)
+        """Delete one LLM configuration of the tenant (its fallbacks, breaker and cache rows go with it)."""
+
+        def body(tx: Tx) -> None:
+            users = [row["llm_id"] for row in tx.rows(
+                "SELECT llm_id FROM llm_fallbacks WHERE tenant_id = ? AND fallback_id = ? ORDER BY llm_id",
+                (tenant, llm_id))]
+            if users and tx.rows("SELECT 1 AS found FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id)):
+                raise ConflictError(
+                    f"LLM configuration {llm_id!r} is a fallback of {', '.join(users)}; remove it from their"
+                    " fallbacks first (update_llm(..., fallbacks=[...]))"
+                )
+            for table in ("llm_fallbacks", "llm_breakers", "llm_cache"):
+                tx.run(f"DELETE FROM {table} WHERE tenant_id = ? AND llm_id = ?", (tenant, llm_id))
+            if tx.run("DELETE FROM llms WHERE tenant_id = ? AND id = ?", (tenant, llm_id)) == 0:
+                raise NotFoundError("llm", llm_id)
+
+        self._write(body)
+
+    # -- LLM calls: attempts, circuit breakers, response cache ------------------------------------
+
+    def add_llm_attempt(self, tenant: str, row: LLMAttemptRow) -> None:
+        """Record one attempt of an LLM call of a run."""
+        self._write(lambda tx: self._insert(tx, "llm_attempts", tenant, dict(row), "an LLM attempt"))
+
+    def list_llm_attempts(self, tenant: str, run_id: str) -> list[LLMAttemptRow]:
+        """The attempts of one of the tenant's runs, in order."""
+        rows = self._rows("llm_attempts", "SELECT * FROM llm_attempts WHERE tenant_id = ? AND run_id = ? ORDER BY seq",
+                          (tenant, run_id))
+        for row in rows:
+            row.pop("tenant_id", None)
+        return rows  # type: ignore[return-value]
+
+    def get_breakers(self, tenant: str, llm_ids: Sequence[str]) -> dict[str, BreakerRow]:
+        """The stored breakers of these configurations, by id."""
+        if not llm_ids:
+            return {}
+        marks = ", ".join("?" for _ in llm_ids)
+        rows = self._rows("llm_breakers", f"SELECT * FROM llm_breakers WHERE tenant_id = ? AND llm_id IN ({marks})",
+                          (tenant, *llm_ids))
+        return {row["llm_id"]: _breaker(row) for row in rows}
+
+    def update_breaker(self, tenant: str, llm_id: str,
+                       change: Callable[[BreakerRow | None], BreakerRow | None]) -> BreakerRow | None:
+        """Read, change and store a breaker in one transaction; the tenant's writes that take its
+        lock (this one included) are serialized, so concurrent processes see each other's changes."""
+
+        def body(tx: Tx) -> BreakerRow | None:
+            found = tx.rows("SELECT * FROM llm_breakers WHERE tenant_id = ? AND llm_id = ?", (tenant, llm_id))
+            current = _breaker(found[0]) if found else None
+            new = change(current)
+            if new is None:
+                return current
+            tx.run(
+                "INSERT INTO llm_breakers (tenant_id, llm_id, state, failures, window_start, open_until, trial_until,"
+                " last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant_id, llm_id) DO UPDATE SET state = excluded.state, failures = excluded.failures,"
+                " window_start = excluded.window_start, open_until = excluded.open_until,"
+                " trial_until = excluded.trial_until, last_error = excluded.last_error, updated_at = excluded.updated_at",
+                (tenant, llm_id, new["state"], new.get("failures", 0), new.get("window_start"), new.get("open_until"),
+                 new.get("trial_until"), new.get("last_error"), new["updated_at"]),
+            )
+            return {**new, "llm_id": llm_id}
+
+        return self._write(body, tenant)
+
+    def get_cached_response(self, tenant: str, cache_key: str, now: float) -> CacheRow | None:
+        """The tenant's unexpired cached response under ``cache_key``."""
+        with self._read() as tx:
+            found = tx.rows(
+                "SELECT cache_key, llm_id, response, created_at, expires_at FROM llm_cache"
+                " WHERE tenant_id = ? AND cache_key = ? AND expires_at > ?", (tenant, cache_key, now),
+            )
+        if not found:
+            return None
+        row = found[0]
+        return {"cache_key": row["cache_key"], "llm_id": row["llm_id"], "response": json.loads(row["response"]),
+                "created_at": row["created_at"], "expires_at": row["expires_at"]}
+
+    def put_cached_response(self, tenant: str, row: CacheRow, *, max_entries: int) -> None:
+        """Store a response, drop expired entries, evict the oldest beyond ``max_entries``."""
+
+        def body(tx: Tx) -> None:
+            tx.run(
+                "INSERT INTO llm_cache (tenant_id, cache_key, llm_id, response, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, cache_key) DO UPDATE SET llm_id = excluded.llm_id,"
+                " response = excluded.response, created_at = excluded.created_at, expires_at = excluded.expires_at",
+                (tenant, row["cache_key"], row["llm_id"], json.dumps(row["response"]), row["created_at"],
+                 row["expires_at"]),
+            )
+            tx.run("DELETE FROM llm_cache WHERE tenant_id = ? AND expires_at <= ?", (tenant, row["created_at"]))
+            tx.run(  # keep the newest max_entries (ties at the boundary are kept too)
+                "DELETE FROM llm_cache WHERE tenant_id = ? AND created_at < (SELECT created_at FROM llm_cache"
+                " WHERE tenant_id = ? ORDER BY created_at DESC LIMIT 1 OFFSET ?)",
+                (tenant, tenant, max(int(max_entries) - 1, 0)),
+            )
+
+        self._write(body)
 
     # -- secrets of every tenant (operators only) -------------------------------------------------
 
@@ -537,3 +698,9 @@ def _known_table(table: str) -> str:
     if table not in TABLES:
         raise ValidationError("table", f"{table!r} is not a table of mt-core (tables: {', '.join(TABLES)})")
     return table
+
+
+def _breaker(row: dict[str, Any]) -> BreakerRow:
+    """A breaker row without its tenant."""
+    return {key: row[key] for key in ("llm_id", "state", "failures", "window_start", "open_until", "trial_until",
+                                      "last_error", "updated_at")}  # type: ignore[return-value]

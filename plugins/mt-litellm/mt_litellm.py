@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from mt_core import hookimpl
+from mt_core.fields import SAMPLING_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 
 PROVIDER_NAME = "litellm"
 PLACEHOLDER_KEY = "not-needed"
-REQUIRED = ("model_name",)
-OPTIONAL = ("base_url", "api_key", "temperature", "max_tokens", "timeout")
+# Field types, so that mt-core checks values too (a plain tuple of names works with older mt-core).
+REQUIRED = {"model_name": str}
+OPTIONAL = {"base_url": str, "api_key": str, "temperature": SAMPLING_FIELDS["temperature"],
+            "max_tokens": SAMPLING_FIELDS["max_tokens"], "timeout": float}
 # LiteLLM routes these through the openai SDK, which takes a client per call: it gets the SSRF
 # guard's pinned one (with ``client=``). Other providers go through LiteLLM's own HTTP handlers.
 OPENAI_SDK_PROVIDERS = frozenset({"openai", "custom_openai"})
@@ -68,7 +71,8 @@ def build_model(config: LLMConfig) -> Model:
     """A smolagents ``LiteLLMModel`` for one stored LLM configuration.
 
     smolagents' own retry on rate limits (a minute per attempt) is turned off and LiteLLM does not
-    retry either, so a call ends within the configured timeout. A configuration without an API key
+    retry either: mt-core's gateway retries, falls back and keeps the circuit breaker, classifying
+    LiteLLM's errors by type (they subclass the ``openai`` SDK's). A configuration without an API key
     sends a placeholder, so LiteLLM never falls back to credentials in the server's environment
     (``OPENAI_API_KEY`` and the like), which belong to the operator, not to a tenant.
 

@@ -63,7 +63,7 @@ def _call(name, ids, tenant):
 def test_the_walk_covers_every_id_taking_function():
     assert set(_public_functions_taking_ids()) == {
         "get_tool", "delete_tool", "get_llm_config", "delete_llm", "get_run", "run_query", "update_tool",
-        "get_tool_versions",
+        "get_tool_versions", "update_llm",
     }
 
 
@@ -82,6 +82,25 @@ def test_every_public_function_treats_foreign_ids_as_missing(victim, name):
     assert mt_core.get_tool(victim["tool"], tenant="victim")["name"] == "calculator"
     assert mt_core.get_llm_config(victim["llm"], tenant="victim")["id"] == victim["llm"]
     assert mt_core.get_run(victim["run"], tenant="victim")["status"] == "succeeded"
+
+
+def test_another_tenants_llm_cannot_be_a_fallback(victim, llm_server):
+    """A fallback id of another tenant is not found, in the same words as one that never existed,
+    at add_llm and at update_llm; nothing is stored."""
+    server = llm_server(CALCULATOR_SCRIPT)
+    missing = victim["llm"][:-8] + "deadbeef"
+    messages = []
+    for fallback in (victim["llm"], missing):
+        with pytest.raises(mt_core.NotFoundError) as caught:
+            mt_core.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m", fallbacks=[fallback],
+                            tenant="attacker")
+        messages.append(str(caught.value).replace(fallback, "ID"))
+    assert messages[0] == messages[1] == "llm 'ID' not found"
+    assert mt_core.get_llms(tenant="attacker") == []
+    own = mt_core.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m", tenant="attacker")
+    with pytest.raises(mt_core.NotFoundError, match="^llm '.*' not found$"):
+        mt_core.update_llm(own, fallbacks=[victim["llm"]], tenant="attacker")
+    assert mt_core.get_llm_config(own, tenant="attacker")["fallbacks"] == []
 
 
 def test_foreign_and_missing_ids_take_the_same_time(victim):

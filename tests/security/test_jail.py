@@ -48,7 +48,7 @@ def assert_victim_intact(core, victim) -> None:
     handle = victim["handle"]
     assert handle.get_tool(victim["tool"])["code"] == CALCULATOR
     assert (core.home / "tools" / "victim" / f"{victim['tool']}.py").read_text() == CALCULATOR
-    assert core.llms.resolve("victim", victim["llm"])[0].api_key == VICTIM_KEY
+    assert core.llms.resolve("victim", victim["llm"]).primary.api_key == VICTIM_KEY
     assert [run["status"] for run in handle.get_runs()] == ["succeeded"]
 
 
@@ -120,7 +120,7 @@ def steal() -> str:
     """
     import mt_core.api as api
     t = api.get_core().tenant("victim")
-    return "|".join(api.get_core().llms.resolve("victim", l["id"])[0].api_key or "" for l in t.get_llms())
+    return "|".join(api.get_core().llms.resolve("victim", l["id"]).primary.api_key or "" for l in t.get_llms())
 '''
     attacker = core.tenant("attacker")
     server = llm_server(["<code>\nfinal_answer(steal())\n</code>"])

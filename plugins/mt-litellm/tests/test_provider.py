@@ -252,3 +252,36 @@ def test_the_guard_pins_httpx_clients_too(listener, monkeypatch):
     assert dns.calls["llm.rebind.test"] == 2
     assert len(server.requests) == 1
     assert connections(listener) == 0
+
+
+# -- through mt-core's gateway -------------------------------------------------------------------
+
+
+def test_the_gateway_retries_litellms_errors_by_type_and_falls_back(tmp_path: Path) -> None:
+    """LiteLLM's exceptions subclass the openai SDK's: the gateway retries its 429 and falls back
+    from its 401 to the next configuration, and records each attempt."""
+    import warnings
+
+    from mt_core import MTCore, Settings
+    from mt_core.secrets import generate_master_key
+    from mt_core.testing import in_order
+
+    final = '<code>final_answer("done")</code>'
+    settings = Settings(home=tmp_path / "home", master_key=generate_master_key(), load_plugins=("mt-litellm",),
+                        llm_allowed_networks=("127.0.0.0/8",), llm_backoff=0.02)
+    with ScriptedLLMServer(responder=in_order([{"status": 429}, {"status": 401}])) as primary, \
+            ScriptedLLMServer(script=[final]) as backup:
+        acme = MTCore(settings=settings).tenant("acme")
+        backup_id = acme.add_llm(provider="litellm", base_url=backup.base_url, api_key=API_KEY,
+                                 model_name="openai/backup", llm_name="backup")
+        llm_id = acme.add_llm(provider="litellm", base_url=primary.base_url, api_key=API_KEY,
+                              model_name="openai/primary", llm_name="primary", fallbacks=[backup_id])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = acme.run_query([], llm_id, "Say done.", use_docker=False, max_steps=2)
+        calls = acme.get_run(result.run_id)["llm_calls"]
+    assert str(result) == "done"
+    assert [(c["llm_id"], c["outcome"], c["status_code"]) for c in calls] == [
+        (llm_id, "retried", 429), (llm_id, "fell_back", 401), (backup_id, "ok", None)]
+    assert [c["error_type"] for c in calls[:2]] == ["RateLimitError", "AuthenticationError"]
+    assert len(primary.requests) == 2 and backup.requests[0]["body"]["model"] == "backup"
