@@ -27,7 +27,7 @@ with ScriptedLLMServer(["<code>final_answer('ok')</code>"]) as server:
                           llm_name="scripted") if sys.argv[1] == "add" else acme.get_llms()[0]["id"]
     if sys.argv[1] != "add":
         # the stored configuration points at the server of the first process: point a copy here
-        config = get_core().llms.resolve("acme", llm_id)[0]
+        config = get_core().llms.resolve("acme", llm_id).primary
         llm_id = acme.add_llm(base_url=server.base_url, api_key=config.api_key, model_name="m",
                               llm_name="scripted-" + sys.argv[1])
     result = run_query([], llm_id, "say ok", use_docker=False, tenant="acme")
@@ -97,12 +97,12 @@ def test_a_running_process_follows_a_rotation_of_its_key_file(tmp_path):
     before = acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=SECRET, model_name="m", llm_name="before")
     assert mt("keys", "rotate", env=user_env(home), cwd=tmp_path).returncode == 0
     # rows re-encrypted under the new key decrypt (the key file is re-read), new rows use the new key
-    assert running.llms.resolve("acme", before)[0].api_key == SECRET
+    assert running.llms.resolve("acme", before).primary.api_key == SECRET
     added = acme.add_llm(base_url="http://127.0.0.1:9/v1", api_key=SECRET, model_name="m", llm_name="after")
     stored = running.storage.get_llm("acme", added)["api_key_ciphertext"]
     assert stored.split(":")[1] == running.secrets.current_key_id  # written under the new key
     assert mt("keys", "rotate", "--finish", env=user_env(home), cwd=tmp_path).returncode == 0
-    assert MTCore(settings=Settings(home=home, load_plugins=(), llm_allowed_networks=("127.0.0.0/8",))).llms.resolve("acme", added)[0].api_key == SECRET
+    assert MTCore(settings=Settings(home=home, load_plugins=(), llm_allowed_networks=("127.0.0.0/8",))).llms.resolve("acme", added).primary.api_key == SECRET
 
 
 def test_environment_rotation_refuses_to_strand_a_key_file(tmp_path):
