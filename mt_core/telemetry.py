@@ -105,15 +105,16 @@ class RunTrace(NoTrace):
                     row.get("error"))
 
     def tool_call(self, row: dict[str, Any]) -> None:
-        """An ``execute_tool {name}`` span for one tool call, at the time the sandbox reported."""
+        """An ``execute_tool {name}`` span for one tool call, at the time the sandbox reported. A
+        failed call's span has the exception's type, not its message (which may hold the arguments)."""
         start = _ns(row["started_at"])
-        error = row.get("error") or ""
+        error_type = (row.get("error") or "").split(":", 1)[0] or "error"
         self._child(f"execute_tool {row['name']}", self._trace.SpanKind.INTERNAL, start,
                     start + int(float(row["duration_ms"]) * 1_000_000), {
                         "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": row["name"],
                         "gen_ai.tool.type": "function", "mt.tool.id": row["tool_id"],
                         "mt.tool.version": row.get("tool_version"),
-                    }, (error.split(":", 1)[0] or "error") if row["outcome"] == "error" else None, error or None)
+                    }, error_type if row["outcome"] == "error" else None)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:

@@ -102,6 +102,32 @@ def test_failures_are_error_spans(traced, llm_server):
     assert agent.status.status_code == StatusCode.ERROR and agent.attributes["error.type"] == "failed"
 
 
+DIVIDE = '''
+def divide(a: float, b: float) -> float:
+    """Divides a by b.
+
+    Args:
+        a: The dividend.
+        b: The divisor.
+    """
+    return a / b
+'''
+
+
+def test_a_failing_tool_call_is_an_error_span_with_the_exception_type_only(traced, llm_server):
+    core, exporter = traced
+    server = llm_server(["<code>\ntry:\n    divide(a=12345, b=0)\nexcept Exception:\n    pass\nfinal_answer('no')\n</code>"])
+    acme = core.tenant("acme")
+    tool_id = acme.add_tool("divide", "Divides.", DIVIDE)
+    llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+
+    run(acme, [tool_id], llm_id)
+
+    [tool] = [span for span in exporter.get_finished_spans() if span.name == "execute_tool divide"]
+    assert tool.status.status_code == StatusCode.ERROR and tool.attributes["error.type"] == "ZeroDivisionError"
+    assert "12345" not in json.dumps(dict(tool.attributes)) + str(tool.status.description)
+
+
 def test_a_budget_stop_ends_the_run_span_with_its_status(traced, llm_server):
     core, exporter = traced
     server = llm_server([{"content": "<code>print(1)</code>", "usage": {"prompt_tokens": 10, "completion_tokens": 10}}])
