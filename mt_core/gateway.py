@@ -165,6 +165,17 @@ class GatewayModel(Model):
             self.on_attempt(dict(full))
         return dict(full)
 
+    def release(self, reservation: str | None) -> None:
+        """Drop a reservation no attempt record will settle (the call was interrupted); a failure
+        to do so is logged (the reservation then lapses at its expiry)."""
+        if reservation is None:
+            return
+        try:
+            self.storage.release_reservation(self.tenant, reservation)
+        except Exception:  # noqa: BLE001 - never masks the interruption being handled
+            logger.warning("could not release budget reservation %s of run %s", reservation, self.run_id,
+                           exc_info=True)
+
     def reserve(self, config: LLMConfig, messages: list[Any], seconds: float) -> str | None:
         """Reserve what a request to ``config`` with these messages may cost, for at most
         ``seconds``; its id, or ``None`` when the tenant has no budget. Raises
@@ -285,7 +296,10 @@ class _Call:
                                              tools_to_call_from=self.tools, **self.kwargs)
             except BudgetExceededError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failure is classified, recorded, acted on
+            except BaseException as exc:  # noqa: BLE001 - every failure is classified, recorded, acted on
+                if not isinstance(exc, Exception):  # interrupted: no record will settle the reservation
+                    self.gateway.release(reservation)
+                    raise
                 failure = classify(exc)
                 self.last = (config, failure, exc)
                 if failure.counts:

@@ -157,6 +157,30 @@ def test_the_final_answer_call_at_max_steps_is_stopped_too(priced):
     assert len(server.requests) == 1
 
 
+def test_an_interrupted_request_gives_its_reservation_back(priced):
+    import signal
+
+    acme, server, llm_id = priced([{"hang": True}])
+    acme.set_limits(budget_usd_per_day=1.0)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.alarm(2)  # while the request hangs
+        with pytest.raises(KeyboardInterrupt):
+            run(acme, llm_id)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+    assert len(server.requests) == 1
+    [record] = acme.get_runs()
+    assert record["status"] == "failed" and record["error"] == "interrupted (KeyboardInterrupt)"
+    assert raw_sql(acme.core, "SELECT COUNT(*) FROM llm_reservations")[0][0] == 0
+
+
 def test_one_tenants_spending_never_counts_against_anothers_budget(core, llm_server):
     server = llm_server([FINAL])
     acme, globex = core.tenant("acme"), core.tenant("globex")
