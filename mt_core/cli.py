@@ -157,8 +157,13 @@ def runs() -> None:
 @pass_core
 def runs_list(core: MTCore, tenant: str, limit: int, as_json: bool) -> None:
     """List a tenant's most recent runs."""
+    from .prices import format_usd
+
     rows = core.tenant(tenant).get_runs(limit)
-    _emit(rows, ["id", "status", "executor", "duration_ms", "input_tokens", "output_tokens", "error"], as_json)
+    if not as_json:
+        rows = [{**row, "cost_usd": format_usd(row["cost_usd"])} for row in rows]
+    _emit(rows, ["id", "status", "executor", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "error"],
+          as_json)
 
 
 def _add_show_and_delete(group: click.Group, kind: str, show: str, delete: str | None) -> None:

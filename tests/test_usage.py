@@ -402,6 +402,8 @@ def test_mt_usage_prints_a_table_json_and_the_operators_view(acme, llm_server):
     assert "(none)" in mt("usage", "--tenant", "initech", home=home).stdout
     refused = mt("usage", "--tenant", "acme", "--all-tenants", home=home)
     assert refused.returncode != 0 and "not both" in refused.stderr
+    runs = mt("runs", "list", "--tenant", "globex", home=home).stdout.splitlines()
+    assert runs[0].split()[-2:] == ["cost_usd", "error"] and runs[1].split()[-1] == "unpriced"
 
 
 # -- the schema change ----------------------------------------------------------------------------
