@@ -790,9 +790,10 @@ class SQLStorage:
 
 
 _LLM_METRICS = (
-    "COUNT(DISTINCT a.run_id) AS runs, COUNT(DISTINCT a.run_id || ':' || a.call_index) AS calls, COUNT(*) AS attempts,"
-    " SUM(a.input_tokens) AS input_tokens, SUM(a.output_tokens) AS output_tokens, SUM(a.cached_tokens) AS cached_tokens,"
-    " SUM(a.cost_usd) AS cost_usd, SUM(CASE WHEN a.cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced_calls"
+    "COUNT(DISTINCT a.run_id) AS runs, COUNT(DISTINCT a.run_id || ':' || a.call_index) AS calls,"
+    " COUNT(*) AS attempts, SUM(a.input_tokens) AS input_tokens, SUM(a.output_tokens) AS output_tokens,"
+    " SUM(a.cached_tokens) AS cached_tokens, SUM(a.cost_usd) AS cost_usd,"
+    " SUM(CASE WHEN a.cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced_calls"
 )
 # group_by -> (table, alias, key columns, join, order, metrics); a MAX(...) key is shown, not grouped by.
 _USAGE_GROUPS: dict[str, tuple[str, str, list[str], str, str, str]] = {
