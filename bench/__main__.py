@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mt_core.testing import allow_loopback_llm_servers
 
-from . import cold_start, concurrency, docker_sandbox, failover, overhead, plugin_discovery, storage_scale
+from . import cold_start, concurrency, docker_sandbox, failover, overhead, plugin_discovery, storage_scale, usage_report
 from .common import Row
 from .report import machine, table, write_json
 
@@ -23,6 +23,7 @@ CASES = {
     "concurrency": concurrency,
     "docker": docker_sandbox,
     "failover": failover,
+    "usage": usage_report,
 }
 
 

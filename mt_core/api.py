@@ -13,6 +13,7 @@ from typing import Any
 from .config import Settings
 from .core import DEFAULT_TENANT, MTCore, Tenant
 from .errors import ValidationError
+from .limits import Limits
 from .runs import QueryResult
 from .tools import UNSET
 
@@ -21,18 +22,19 @@ _lock = threading.Lock()
 
 
 def configure(
-    home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None, **values: Any
+    home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None, tracer_provider: Any = None,
+    **values: Any,
 ) -> MTCore:
     """Set the installation the module-level functions use: a data directory, full ``settings``,
     or individual settings by name (``configure(home, master_key=..., llm_timeout=30)``, the
-    rest from the environment)."""
+    rest from the environment); ``tracer_provider`` for runs' OpenTelemetry spans."""
     global _default
     if values:
         unknown = sorted(set(values) - set(Settings.names()))
         if unknown:
             raise ValidationError(unknown[0], f"is not a setting (settings: {', '.join(Settings.names())})")
         settings = Settings(**{**(settings or Settings.from_env()).__dict__, **values})
-    core = MTCore(home, settings=settings)
+    core = MTCore(home, settings=settings, tracer_provider=tracer_provider)
     with _lock:
         previous, _default = _default, core
     if previous is not None:
@@ -122,6 +124,7 @@ def add_llm(
     *,
     provider: str = "openai",
     fallbacks: list[str] | None = None,
+    prices: dict[str, float] | None = None,
     tenant: str = DEFAULT_TENANT,
     exist_ok: bool = False,
     **options: Any,
@@ -129,7 +132,8 @@ def add_llm(
     """Store an LLM configuration for ``tenant``; return its id (with ``exist_ok=True``, the id of an
     identical configuration of that name). See :meth:`Tenant.add_llm`."""
     return get_core().tenant(tenant).add_llm(
-        base_url, api_key, model_name, llm_name, provider=provider, fallbacks=fallbacks, exist_ok=exist_ok, **options
+        base_url, api_key, model_name, llm_name, provider=provider, fallbacks=fallbacks, prices=prices,
+        exist_ok=exist_ok, **options
     )
 
 
@@ -175,3 +179,16 @@ def get_run(run_id: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
 def get_runs(*, tenant: str = DEFAULT_TENANT, limit: int = 100) -> list[dict[str, Any]]:
     """Run records of ``tenant``, newest first. See :meth:`Tenant.get_runs`."""
     return get_core().tenant(tenant).get_runs(limit)
+
+
+def get_usage(*, tenant: str = DEFAULT_TENANT, since: Any = None, until: Any = None,
+              group_by: str = "day") -> list[dict[str, Any]]:
+    """Usage of ``tenant`` (runs, calls, tokens, cost) grouped by ``"day"``, ``"model"``, ``"llm"``,
+    ``"tool"`` or ``"run"``. See :meth:`Tenant.get_usage`."""
+    return get_core().tenant(tenant).get_usage(since=since, until=until, group_by=group_by)
+
+
+def set_limits(*, tenant: str = DEFAULT_TENANT, **values: Any) -> Limits:
+    """Change limits and budgets of ``tenant`` (``budget_usd_per_day=5.0``; ``None`` restores a
+    default); the limits now in force. See :meth:`Tenant.set_limits`."""
+    return get_core().tenant(tenant).set_limits(**values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Iterator
@@ -156,8 +157,13 @@ def runs() -> None:
 @pass_core
 def runs_list(core: MTCore, tenant: str, limit: int, as_json: bool) -> None:
     """List a tenant's most recent runs."""
+    from .prices import format_usd
+
     rows = core.tenant(tenant).get_runs(limit)
-    _emit(rows, ["id", "status", "executor", "duration_ms", "input_tokens", "output_tokens", "error"], as_json)
+    if not as_json:
+        rows = [{**row, "cost_usd": format_usd(row["cost_usd"])} for row in rows]
+    _emit(rows, ["id", "status", "executor", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "error"],
+          as_json)
 
 
 def _add_show_and_delete(group: click.Group, kind: str, show: str, delete: str | None) -> None:
@@ -233,19 +239,72 @@ def limits_show(core: MTCore, tenant: str) -> None:
 @click.argument("assignments", nargs=-1, required=True)
 @pass_core
 def limits_set(core: MTCore, tenant: str, assignments: tuple[str, ...]) -> None:
-    """Set a tenant's limits from NAME=NUMBER assignments; NAME=default restores a default.
+    """Set a tenant's limits and budgets from NAME=NUMBER assignments; NAME=default restores a
+    default (for a budget: none). Budgets in US dollars take decimals.
 
     \b
     Example:
       mt limits set --tenant acme max_tools=50 runs_per_minute=10
+      mt limits set --tenant acme budget_usd_per_day=5.50 budget_usd_per_month=100 tokens_per_day=2000000
     """
-    values: dict[str, int | None] = {}
+    values: dict[str, int | float | None] = {}
     for assignment in assignments:
         name, sep, value = assignment.partition("=")
-        if not sep or not (value == "default" or value.isdigit()):
+        try:
+            number = None if value == "default" else int(value) if value.isdigit() else float(value)
+        except ValueError:
+            number = float("nan")
+        if not sep or (number is not None and not math.isfinite(number)):
             raise click.BadParameter(f"{assignment!r} is not NAME=NUMBER or NAME=default")
-        values[name] = None if value == "default" else int(value)
+        values[name] = number
     click.echo(dump_json(core.tenant(tenant).set_limits(**values).as_dict()))
+
+
+USAGE_COLUMNS = ["runs", "calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_calls"]
+USAGE_KEYS = {"day": ["day"], "model": ["provider", "model"], "llm": ["llm_id", "llm_name"],
+              "run": ["run_id", "status", "started_at"], "tool": ["tool_id", "name"]}
+
+
+@cli.command()
+@click.option("--tenant", "-t", default=None, help=f"Tenant name (default: {DEFAULT_TENANT}).")
+@click.option("--all-tenants", is_flag=True, help="Every tenant's usage, a row per tenant and group (operators).")
+@click.option("--since", default=None, help="First day (YYYY-MM-DD) or time (ISO 8601, UTC); default: this month.")
+@click.option("--until", default=None, help="Last day included (YYYY-MM-DD) or time (ISO 8601, UTC); default: now.")
+@click.option("--by", "group_by", type=click.Choice(["day", "model", "llm", "tool", "run"]), default="day",
+              show_default=True, help="What a row is.")
+@json_option
+@pass_core
+def usage(core: MTCore, tenant: str | None, all_tenants: bool, since: str | None, until: str | None, group_by: str,
+          as_json: bool) -> None:
+    """Show LLM calls, tokens and cost (or tool calls, with --by tool) over a time window.
+
+    \b
+    Example:
+      mt usage --tenant acme --since 2026-11-01 --by day
+      mt usage --all-tenants --by model --json
+    """
+    from .prices import format_usd
+
+    if all_tenants and tenant is not None:
+        raise click.BadParameter("give --tenant or --all-tenants, not both")
+    if all_tenants:
+        rows = core.usage_all_tenants(since=since, until=until, group_by=group_by)
+    else:
+        rows = core.tenant(tenant or DEFAULT_TENANT).get_usage(since=since, until=until, group_by=group_by)
+    keys = (["tenant"] if all_tenants else []) + USAGE_KEYS[group_by]
+    measures = ["runs", "calls", "errors", "duration_ms"] if group_by == "tool" else USAGE_COLUMNS
+    if as_json:
+        _emit(rows, keys + measures, True)
+        return
+    shown = [{**row, "cost_usd": format_usd(row["cost_usd"])} if "cost_usd" in row else row for row in rows]
+    _emit(shown, keys + measures, False)
+    if rows and group_by != "tool":
+        cost = sum(row["cost_usd"] or 0.0 for row in rows)
+        unpriced = sum(row["unpriced_calls"] for row in rows)
+        tokens = sum(row["input_tokens"] + row["output_tokens"] for row in rows)
+        note = f"; {unpriced} calls have no known price and are not counted (set prices= on their LLM)" \
+            if unpriced else ""
+        click.echo(f"total: {tokens:,} tokens, {format_usd(cost)}{note}")
 
 
 @cli.group()

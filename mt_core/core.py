@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .budgets import budget_limits
 from .catalog import Catalog
 from .config import Settings
 from .executors import check_executor_options, choose_executor
@@ -29,6 +30,7 @@ from .master_keys import open_secret_box
 from .secrets import SecretBox, tool_secret_context
 from .storage import Storage, open_storage
 from .tools import Tools, UNSET
+from .usage import usage_report
 from .validation import check_tenant
 
 DEFAULT_TENANT = "default"
@@ -44,16 +46,20 @@ class MTCore:
         settings: full settings; by default read from the environment and ``.env``.
         database_url: the database (``MT_DATABASE_URL``): ``sqlite:///path`` or ``postgresql://...``;
             by default ``<home>/mt.db``.
+        tracer_provider: the OpenTelemetry tracer provider that runs' spans go to (the ``otel``
+            extra; see :mod:`mt_core.telemetry`); by default the one OpenTelemetry returns when a
+            run starts. mt-core never sets a global one.
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None,
-                 database_url: str | None = None) -> None:
+                 database_url: str | None = None, tracer_provider: Any = None) -> None:
         base = settings or Settings.from_env()
         if home is not None:
             base = dataclasses.replace(base, home=Path(home), home_is_default=False)
         if database_url is not None:
             base = dataclasses.replace(base, database_url=database_url)
         self.settings = base
+        self.tracer_provider = tracer_provider
         self._lock = threading.RLock()  # lazy parts nest (the tools need storage and plugins)
         self._storage: Storage | None = None
         self._plugins: Plugins | None = None
@@ -151,6 +157,11 @@ class MTCore:
         """A handle on one tenant, with the whole API scoped to it."""
         return Tenant(self, name)
 
+    def usage_all_tenants(self, *, since: Any = None, until: Any = None, group_by: str = "day") -> list[dict[str, Any]]:
+        """Every tenant's usage (operators only): the rows of :meth:`Tenant.get_usage`, each with its
+        ``tenant``."""
+        return usage_report(self.storage, None, since=since, until=until, group_by=group_by)
+
     def close(self) -> None:
         """Close database connections."""
         if self._storage is not None:
@@ -230,38 +241,44 @@ class Tenant:
 
     def add_llm(self, base_url: str | None = None, api_key: str | None = None, model_name: str | None = None,
                 llm_name: str | None = None, *, provider: str = "openai", fallbacks: list[str] | None = None,
-                exist_ok: bool = False, **options: Any) -> str:
+                prices: dict[str, float] | None = None, exist_ok: bool = False, **options: Any) -> str:
         """Store an LLM configuration (API key encrypted at rest); return its new id.
 
         Extra keyword arguments are provider fields (e.g. ``temperature``), checked by name, type
         and range, and the gateway's: ``timeout`` (seconds per attempt), ``max_retries`` (default
         2) and ``cache_ttl`` (seconds to cache deterministic replies; off by default).
         ``fallbacks`` lists ids of this tenant's configurations that a call tries, in order, when
-        this one still fails after its retries. Raises :class:`LLMConfigError` for an unknown
+        this one still fails after its retries. ``prices`` (``{"input_per_mtok": 0.15,
+        "output_per_mtok": 0.6}``, optionally ``cached_input_per_mtok``: US dollars per million
+        tokens) price its calls instead of genai-prices' data (:mod:`mt_core.prices`), e.g. for a
+        self-hosted model. Raises :class:`LLMConfigError` for an unknown
         provider or a missing/invalid field, :class:`NotFoundError` for a fallback this tenant does
         not have, and :class:`BlockedAddressError` for a ``base_url`` whose host is a literal
         address (or ``localhost``) outside public addresses and ``MT_LLM_ALLOWED_NETWORKS``; host
         names are checked when a request connects. A taken name (``llm_name``, default from
         ``model_name``) is a :class:`ConflictError`; with ``exist_ok=True`` a configuration with the
-        same name, provider, model, base URL, options, fallbacks and API key returns its id instead.
+        same name, provider, model, base URL, options, fallbacks, prices and API key returns its id instead.
         """
         return self.core.llms.add(self.name, base_url=base_url, api_key=api_key, model_name=model_name,
                                   llm_name=llm_name, provider=provider, options=options,
-                                  max_llms=self.limits().max_llms, fallbacks=fallbacks or [], exist_ok=exist_ok)
+                                  max_llms=self.limits().max_llms, fallbacks=fallbacks or [], prices=prices,
+                                  exist_ok=exist_ok)
 
     def update_llm(self, llm_id: str, *, fallbacks: Any = UNSET, base_url: Any = UNSET, api_key: Any = UNSET,
-                   model_name: Any = UNSET, llm_name: Any = UNSET, provider: Any = UNSET,
+                   model_name: Any = UNSET, llm_name: Any = UNSET, provider: Any = UNSET, prices: Any = UNSET,
                    **options: Any) -> dict[str, Any]:
         """Change one of this tenant's LLM configurations; arguments left out keep their value.
 
         ``fallbacks`` replaces the fallback list (``[]`` clears it); a list that would make a
         cycle is refused with :class:`LLMConfigError` naming it. Option keyword arguments are
-        merged into the stored options (``None`` removes one). The result is validated as a
+        merged into the stored options (``None`` removes one); ``prices`` replace the stored prices
+        (``None`` removes them: genai-prices' apply again). The result is validated as a
         whole, like ``add_llm``; its circuit breaker starts closed again. Returns the
         configuration as :meth:`get_llm_config` shows it.
         """
         return self.core.llms.update(self.name, llm_id, fallbacks=fallbacks, base_url=base_url, api_key=api_key,
-                                     model_name=model_name, llm_name=llm_name, provider=provider, options=options)
+                                     model_name=model_name, llm_name=llm_name, provider=provider, prices=prices,
+                                     options=options)
 
     def get_llm_config(self, llm_id: str) -> dict[str, Any]:
         """One of this tenant's LLM configurations, with the API key masked."""
@@ -282,8 +299,9 @@ class Tenant:
         """This tenant's limits (stored overrides over the defaults)."""
         return Limits.from_row(self.core.storage.get_limits(self.name))
 
-    def set_limits(self, **values: int | None) -> Limits:
-        """Change limits (``max_tools=50``); ``None`` restores a default. Returns the new limits."""
+    def set_limits(self, **values: int | float | None) -> Limits:
+        """Change limits (``max_tools=50``, ``budget_usd_per_day=5.0``); ``None`` restores a default
+        (for a budget: none). Returns the new limits."""
         self.core.storage.set_limits(self.name, check_limit_values(values))
         return self.limits()
 
@@ -311,7 +329,9 @@ class Tenant:
         ``agent_type`` is ``"code"`` (``CodeAgent``) or ``"tool_calling"`` (``ToolCallingAgent``).
         ``verbosity`` 0 is silent, 1 prints the agent's steps, 2 adds debug detail. Raises
         :class:`RunError` when the run fails (the failed run is recorded), :class:`NotFoundError`
-        for ids this tenant does not have, :class:`QuotaExceededError` past a limit.
+        for ids this tenant does not have, :class:`QuotaExceededError` past a limit or a budget
+        (nothing recorded). A run that a budget stops before an LLM request raises
+        :class:`RunError` with status ``budget_exceeded``.
         """
         core, limits = self.core, self.limits()
         check_run_arguments(query, agent_type, tool_ids, max_steps, step_timeout, limits, core.settings)
@@ -325,15 +345,18 @@ class Tenant:
             tenant=self.name, query=query, agent_type=agent_type, max_steps=max_steps, verbosity=verbosity,
             step_timeout=float(step_timeout), tools=tools, tool_ids=tuple(tool_ids), chain=chain,
             executor=executor, executor_options=self.executor_options(),
-            quota={"max_concurrent_runs": limits.max_concurrent_runs, "runs_per_minute": limits.runs_per_minute},
+            quota={"max_concurrent_runs": limits.max_concurrent_runs, "runs_per_minute": limits.runs_per_minute,
+                   "budgets": budget_limits(limits.as_dict())},
             settings=core.settings, sandbox_modules=core.plugins.modules(), sandbox_env=env,
+            tracer_provider=core.tracer_provider,
         )
         return execute(request, core.storage, core.plugins.notify)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        """One of this tenant's run records, with ``llm_calls``: every attempt of every LLM call
-        in order (``call_index``, ``llm_id``, ``provider``, ``model``, ``outcome``, ``error_type``,
-        ``status_code``, ``latency_ms``, tokens...)."""
+        """One of this tenant's run records, with ``cost_usd`` (``None`` when ``unpriced_calls`` is
+        not 0), ``llm_calls`` (every attempt of every LLM call in order: ``call_index``, ``llm_id``,
+        ``provider``, ``model``, ``outcome``, ``error_type``, ``status_code``, ``latency_ms``, tokens,
+        ``cost_usd``, ``priced_by``...) and ``tool_calls`` (each call of a tool, in order)."""
         from .ids import check_id
 
         return run_record(self.core.storage, self.name, check_id(run_id, "run"))
@@ -341,3 +364,12 @@ class Tenant:
     def get_runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """This tenant's run records, newest first."""
         return self.core.storage.list_runs(self.name, limit=limit)
+
+    # -- usage ------------------------------------------------------------------------------
+
+    def get_usage(self, *, since: Any = None, until: Any = None, group_by: str = "day") -> list[dict[str, Any]]:
+        """This tenant's usage from ``since`` (default: the start of this UTC month) until ``until``
+        (default: now; a date includes that day), grouped by ``"day"``, ``"model"``, ``"llm"``,
+        ``"run"`` (runs, calls, attempts, tokens, ``cost_usd``, ``unpriced_calls``) or ``"tool"``
+        (runs, calls, errors, ``duration_ms``). See :func:`mt_core.usage.usage_report`."""
+        return usage_report(self.core.storage, self.name, since=since, until=until, group_by=group_by)

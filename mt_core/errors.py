@@ -102,6 +102,11 @@ class QuotaExceededError(MTError):
     """A tenant limit would be exceeded; nothing was written."""
 
 
+class BudgetExceededError(QuotaExceededError):
+    """A tenant's budget had no room for a run's next LLM request, so it was not sent: the run
+    stops with status ``budget_exceeded`` (its :class:`RunError` says which budget)."""
+
+
 class RunError(MTError):
     """An agent run failed; the failed run is recorded under ``run_id``."""
 

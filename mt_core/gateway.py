@@ -17,7 +17,10 @@ a hanging endpoint is not waited for twice while a fallback is idle.
 
 Every attempt is recorded as it ends (:meth:`Storage.add_llm_attempt`), with its outcome
 (``ok``, ``retried``, ``fell_back``, ``failed``, ``cache_hit``, ``skipped``), error type, status
-code, latency and tokens.
+code, latency, tokens and cost (:mod:`mt_core.prices`). When the tenant has budgets, each request
+is reserved before it is sent (:meth:`Storage.reserve_llm_call`) and settled by its record; a
+request that finds no room in a budget is not sent, and the call raises
+:class:`~mt_core.errors.BudgetExceededError` (:mod:`mt_core.budgets`).
 """
 
 from __future__ import annotations
@@ -28,17 +31,20 @@ import random
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from smolagents.models import ChatMessage, ChatMessageStreamDelta, ChatMessageToolCallStreamDelta, Model
 
-from . import deadline
+from . import deadline, prices
 from .breaker import Admission, BreakerPolicy, Breakers
-from .errors import LLMCallError
+from .budgets import estimate_tokens, iso, reservation_expiry
+from .errors import BudgetExceededError, LLMCallError, QuotaExceededError
+from .ids import new_id
 from .llm_cache import cache_key, decode_reply, encode_reply, is_deterministic
 from .llm_errors import Failure, classify
 from .llms import ChainLink, LLMChain, LLMConfig
-from .storage import LLMAttemptRow, Storage, utcnow
+from .storage import BudgetLimits, LLMAttemptRow, Storage, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +74,14 @@ class GatewayModel(Model):
         run_id: the run the attempts belong to.
         settings: the operator's settings (deadline, backoff, breaker and cache bounds).
         clock: time sources (tests).
+        budgets: the tenant's budgets (:mod:`mt_core.budgets`); each request is reserved against
+            them before it is sent. ``None`` or empty: no budget, no reservation.
+        on_attempt: called with each attempt's record once it is stored (for traces).
     """
 
     def __init__(self, chain: LLMChain, *, storage: Storage, tenant: str, run_id: str, settings: Any,
-                 clock: GatewayClock | None = None) -> None:
+                 clock: GatewayClock | None = None, budgets: BudgetLimits | None = None,
+                 on_attempt: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__(model_id=chain.primary.model_name)
         self.chain = chain
         self.storage = storage
@@ -80,10 +90,14 @@ class GatewayModel(Model):
         self.settings = settings
         self.clock = clock or GatewayClock()
         self.breakers = Breakers(storage, tenant, BreakerPolicy.from_settings(settings), self.clock.wall)
+        self.budgets = budgets or None
+        self.on_attempt = on_attempt
+        self.budget_stop: BudgetExceededError | None = None  # set once a budget refused a request
         self._models: dict[str, Any] = {}
         self._last_model: Any = None
         self._calls = 0
         self._attempts = 0
+        prices.warm_up()
 
     # -- smolagents' Model interface ------------------------------------------------------------
 
@@ -142,12 +156,49 @@ class GatewayModel(Model):
             self._models[link.config.id] = model
         return model
 
-    def record(self, row: LLMAttemptRow) -> dict[str, Any]:
-        """Store one attempt of this run (numbered in order)."""
+    def record(self, row: LLMAttemptRow, reservation: str | None = None) -> dict[str, Any]:
+        """Store one attempt of this run (numbered in order), settling its reservation."""
         self._attempts += 1
         full: LLMAttemptRow = {**row, "run_id": self.run_id, "seq": self._attempts}  # type: ignore[typeddict-item]
-        self.storage.add_llm_attempt(self.tenant, full)
+        self.storage.add_llm_attempt(self.tenant, full, reservation=reservation)
+        if self.on_attempt is not None:
+            self.on_attempt(dict(full))
         return dict(full)
+
+    def release(self, reservation: str | None) -> None:
+        """Drop a reservation no attempt record will settle (the call was interrupted); a failure
+        to do so is logged (the reservation then lapses at its expiry)."""
+        if reservation is None:
+            return
+        try:
+            self.storage.release_reservation(self.tenant, reservation)
+        except Exception:  # noqa: BLE001 - never masks the interruption being handled
+            logger.warning("could not release budget reservation %s of run %s", reservation, self.run_id,
+                           exc_info=True)
+
+    def reserve(self, config: LLMConfig, messages: list[Any], seconds: float) -> str | None:
+        """Reserve what a request to ``config`` with these messages may cost, for at most
+        ``seconds``; its id, or ``None`` when the tenant has no budget. Raises
+        :class:`BudgetExceededError` (and remembers it in :attr:`budget_stop`) when a budget has
+        no room left: the request must not be sent."""
+        if not self.budgets:
+            return None
+        now = datetime.now(timezone.utc)
+        tokens_in, tokens_out = estimate_tokens(messages, config.options.get("max_tokens"))
+        cost = prices.attempt_cost(provider=config.provider, model=config.model_name, base_url=config.base_url,
+                                   prices=config.prices, input_tokens=tokens_in, output_tokens=tokens_out,
+                                   cached_tokens=0, at=now)
+        reservation = new_id("rsv")
+        try:
+            self.storage.reserve_llm_call(self.tenant, {
+                "id": reservation, "run_id": self.run_id, "tokens": tokens_in + tokens_out,
+                "cost_usd": cost.usd or 0.0, "created_at": iso(now),
+                "expires_at": iso(reservation_expiry(now, seconds)),
+            }, self.budgets)
+        except QuotaExceededError as exc:
+            self.budget_stop = BudgetExceededError(f"{exc}; the run stopped before its next LLM call")
+            raise self.budget_stop from None
+        return reservation
 
     def redact(self, text: str) -> str:
         """``text`` without any key of the chain."""
@@ -234,14 +285,21 @@ class _Call:
                 return None
             timeout = min(float(config.timeout), share)
             started, started_at = self.clock.monotonic(), utcnow()
+            reservation = None
             try:
                 model = self.gateway.model_for(link)  # built on first use: not part of the attempt's latency
+                reservation = self.gateway.reserve(config, self.messages, timeout)  # before anything is sent
                 started, started_at = self.clock.monotonic(), utcnow()
                 with deadline.limit(started + timeout):
                     message = model.generate(self.messages, stop_sequences=self.stop_sequences,
                                              response_format=self.response_format,
                                              tools_to_call_from=self.tools, **self.kwargs)
-            except Exception as exc:  # noqa: BLE001 - every failure is classified, recorded, acted on
+            except BudgetExceededError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every failure is classified, recorded, acted on
+                if not isinstance(exc, Exception):  # interrupted: no record will settle the reservation
+                    self.gateway.release(reservation)
+                    raise
                 failure = classify(exc)
                 self.last = (config, failure, exc)
                 if failure.counts:
@@ -258,7 +316,7 @@ class _Call:
                 else:
                     outcome = "failed"
                 notes.append(f"{failure.label()} ({outcome.replace('_', ' ')})")
-                self._record(config, outcome, started, started_at, failure=failure)
+                self._record(config, outcome, started, started_at, failure=failure, reservation=reservation)
                 if wait is not None:
                     self.clock.sleep(wait)
                     retries += 1
@@ -270,7 +328,7 @@ class _Call:
             self.gateway.breakers.success(config.id, seen)
             self.gateway._last_model = model
             notes.append("ok")
-            self._record(config, "ok", started, started_at, message=message)
+            self._record(config, "ok", started, started_at, message=message, reservation=reservation)
             return message
 
     def _retry_wait(self, failure: Failure, retries: int, config: LLMConfig, later: int, share_end: float,
@@ -327,8 +385,14 @@ class _Call:
 
     def _record(self, config: LLMConfig, outcome: str, started: float, started_at: str, *,
                 failure: Failure | None = None, message: ChatMessage | None = None, error_type: str | None = None,
-                error: str | None = None) -> None:
+                error: str | None = None, reservation: str | None = None) -> None:
         usage = getattr(message, "token_usage", None)
+        input_tokens = int(usage.input_tokens) if usage else 0
+        output_tokens = int(usage.output_tokens) if usage else 0
+        cached_tokens = _cached_tokens(message)
+        cost = prices.attempt_cost(provider=config.provider, model=config.model_name, base_url=config.base_url,
+                                   prices=config.prices, input_tokens=input_tokens, output_tokens=output_tokens,
+                                   cached_tokens=cached_tokens, at=datetime.fromisoformat(started_at))
         row: LLMAttemptRow = {
             "call_index": self.index, "llm_id": config.id, "provider": config.provider, "model": config.model_name,
             "base_url": config.base_url, "outcome": outcome,
@@ -336,11 +400,10 @@ class _Call:
             "status_code": failure.status if failure else None,
             "error": self.gateway.redact(failure.message if failure else error) if (failure or error) else None,
             "latency_ms": int((self.clock.monotonic() - started) * 1000),
-            "input_tokens": int(usage.input_tokens) if usage else 0,
-            "output_tokens": int(usage.output_tokens) if usage else 0,
-            "cached_tokens": _cached_tokens(message), "started_at": started_at, "finished_at": utcnow(),
+            "input_tokens": input_tokens, "output_tokens": output_tokens, "cached_tokens": cached_tokens,
+            "started_at": started_at, "finished_at": utcnow(), "cost_usd": cost.usd, "priced_by": cost.priced_by,
         }
-        self.attempts.append(self.gateway.record(row))
+        self.attempts.append(self.gateway.record(row, reservation))
 
     def _error(self) -> LLMCallError:
         if self.last is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+from decimal import Decimal
 from typing import Any
 
 from .errors import QuotaExceededError, ValidationError
@@ -21,6 +23,11 @@ class Limits:
         max_steps: the highest ``max_steps`` a run may ask for.
         max_query_length: characters in one query.
         max_tool_source_bytes: bytes of one tool's source.
+        budget_usd_per_day: US dollars the tenant's LLM calls may cost in a UTC day (default: no budget).
+        budget_usd_per_month: US dollars they may cost in a UTC month (default: no budget).
+        tokens_per_day: input and output tokens they may use in a UTC day (default: no budget).
+
+    Budgets are checked when a run starts and before each LLM request (see :mod:`mt_core.budgets`).
     """
 
     max_tools: int = 1000
@@ -30,6 +37,9 @@ class Limits:
     max_steps: int = 20
     max_query_length: int = 20_000
     max_tool_source_bytes: int = 256 * 1024
+    budget_usd_per_day: float | None = None
+    budget_usd_per_month: float | None = None
+    tokens_per_day: int | None = None
 
     @classmethod
     def names(cls) -> list[str]:
@@ -42,20 +52,32 @@ class Limits:
         values = {name: row[name] for name in cls.names() if row and row.get(name) is not None}
         return cls(**values)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | float | None]:
         """The limits as a plain dict."""
         return asdict(self)
 
 
-def check_limit_values(values: dict[str, Any]) -> dict[str, int | None]:
-    """Validate new limit values: known names, positive integers, or ``None`` for the default."""
-    clean: dict[str, int | None] = {}
+USD_LIMITS = ("budget_usd_per_day", "budget_usd_per_month")
+
+
+def check_limit_values(values: dict[str, Any]) -> dict[str, int | float | None]:
+    """Validate new limit values: known names; positive integers, or positive numbers of US
+    dollars for the ``budget_usd_*`` budgets; ``None`` for the default (for a budget: none)."""
+    clean: dict[str, int | float | None] = {}
     for name, value in values.items():
         if name not in Limits.names():
             raise ValidationError(name, f"is not a limit (limits: {', '.join(Limits.names())})")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is None:
+            clean[name] = None
+        elif name in USD_LIMITS:
+            if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) \
+                    or not math.isfinite(float(value)) or float(value) <= 0:
+                raise ValidationError(name, "must be a positive number of US dollars, or None for no budget")
+            clean[name] = float(value)
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValidationError(name, "must be a positive integer, or None for the default")
-        clean[name] = value
+        else:
+            clean[name] = value
     return clean
 
 

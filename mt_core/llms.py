@@ -14,6 +14,7 @@ from .fields import ANY, FieldSpec, check_values, did_you_mean
 from .ids import check_id, new_id
 from .netguard import NetworkPolicy
 from .plugins import Plugins, Provider
+from .prices import check_prices
 from .reuse import reuse_or_conflict
 from .secrets import SecretBox, mask
 from .storage import LLMRow, Storage, utcnow
@@ -52,7 +53,8 @@ class LLMConfig:
     operator's ``MT_LLM_TIMEOUT``, or less when the configuration asked for less (the gateway
     may give an attempt less still: what is left of the call's deadline).
     ``max_retries`` and ``cache_ttl`` are the gateway's (retries of a failed request; seconds a
-    deterministic reply is cached, None when off).
+    deterministic reply is cached, None when off). ``prices`` are the configuration's own prices
+    (:mod:`mt_core.prices`), None to use genai-prices'.
     ``network_policy`` says where requests to ``base_url`` may connect: give a provider's HTTP
     client ``mt_core.netguard.guarded_http_client(config.network_policy, ...)``, or call
     ``mt_core.netguard.check_url`` before each request when its HTTP stack takes no client.
@@ -70,6 +72,7 @@ class LLMConfig:
     network_policy: NetworkPolicy = field(default_factory=NetworkPolicy)
     max_retries: int = DEFAULT_MAX_RETRIES
     cache_ttl: float | None = None
+    prices: dict[str, float] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -177,7 +180,7 @@ def public_llm(row: LLMRow) -> dict[str, Any]:
     return {
         "id": row["id"], "name": row["name"], "provider": row["provider"], "model_name": row["model_name"],
         "base_url": row["base_url"], "api_key": row["api_key_masked"], "options": row["options"],
-        "fallbacks": list(row.get("fallbacks", [])), "created_at": row["created_at"],
+        "prices": row.get("prices"), "fallbacks": list(row.get("fallbacks", [])), "created_at": row["created_at"],
     }
 
 
@@ -227,17 +230,19 @@ class LLMs:
 
     def add(self, tenant: str, *, base_url: str | None, api_key: str | None, model_name: str | None,
             llm_name: str | None, provider: str, options: dict[str, Any], max_llms: int,
-            fallbacks: object = (), exist_ok: bool = False) -> str:
+            fallbacks: object = (), prices: object = None, exist_ok: bool = False) -> str:
         """Validate and store a configuration (the key encrypted) with its fallbacks; return its id
         (see :mod:`mt_core.reuse` for ``exist_ok``)."""
         entry = self.provider(provider)
         clean = validate_llm_fields(entry, base_url=base_url, api_key=api_key, model_name=model_name,
                                     options=options, settings=self.settings, network_policy=self.network_policy)
         fallback_ids = _fallback_ids(None, fallbacks)
+        clean_prices = check_prices(prices)
         name = check_llm_name(llm_name if llm_name is not None else default_llm_name(clean["model_name"] or provider))
         existing = next((r for r in self.storage.list_llms(tenant) if r["name"] == name), None)
         given = {"provider": provider, "model_name": clean["model_name"], "base_url": clean["base_url"],
-                 "options": clean["options"], "fallbacks": list(fallback_ids), "api_key": clean["api_key"]}
+                 "options": clean["options"], "fallbacks": list(fallback_ids), "prices": clean_prices,
+                 "api_key": clean["api_key"]}
         reused = reuse_or_conflict("an LLM configuration", name, existing, given,  # type: ignore[arg-type]
                                    lambda r: self._comparable(tenant, r), exist_ok)
         if reused is not None:
@@ -245,8 +250,8 @@ class LLMs:
         llm_id = new_id("llm")
         row: LLMRow = {
             "id": llm_id, "name": name, "provider": provider, "model_name": clean["model_name"],
-            "base_url": clean["base_url"], "options": clean["options"], **self._seal(tenant, llm_id, clean["api_key"]),
-            "created_at": utcnow(),
+            "base_url": clean["base_url"], "options": clean["options"], "prices": clean_prices,
+            **self._seal(tenant, llm_id, clean["api_key"]), "created_at": utcnow(),
         }
         self.storage.add_llm(tenant, row, max_llms=max_llms, fallbacks=fallback_ids)
         return llm_id
@@ -257,9 +262,10 @@ class LLMs:
         return {**row, "api_key": key}
     def update(self, tenant: str, llm_id: object, *, base_url: Any = UNSET, api_key: Any = UNSET,
                model_name: Any = UNSET, llm_name: Any = UNSET, provider: Any = UNSET, fallbacks: Any = UNSET,
-               options: dict[str, Any] | None = None) -> dict[str, Any]:
+               prices: Any = UNSET, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Change a configuration: arguments left out keep their value; ``options`` are merged into
-        the stored ones (``None`` removes one). The result is validated as a whole, like ``add``.
+        the stored ones (``None`` removes one); ``prices`` replace the stored ones (``None`` removes
+        them). The result is validated as a whole, like ``add``.
         Returns the configuration as :meth:`get` shows it."""
         llm_id = check_id(llm_id, "llm")
         row = self.storage.get_llm(tenant, llm_id)
@@ -283,6 +289,8 @@ class LLMs:
                                    "base_url": clean["base_url"], "options": clean["options"]}
         if llm_name is not UNSET:
             changes["name"] = check_llm_name(llm_name)
+        if prices is not UNSET:
+            changes["prices"] = check_prices(prices)
         if key_given:
             changes.update(self._seal(tenant, llm_id, clean["api_key"]))
         fallback_ids = None if fallbacks is UNSET else _fallback_ids(llm_id, fallbacks)
@@ -333,6 +341,6 @@ class LLMs:
             base_url=row["base_url"], api_key=api_key,
             options={k: v for k, v in stored.items() if k not in GATEWAY_FIELDS}, timeout=timeout,
             network_policy=self.network_policy, max_retries=retries,
-            cache_ttl=float(cache_ttl) if cache_ttl else None,
+            cache_ttl=float(cache_ttl) if cache_ttl else None, prices=row.get("prices"),
         )
         return ChainLink(config, provider)

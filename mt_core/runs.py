@@ -20,14 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .errors import BlockedAddressError, ExecutorAbort, LLMCallError, RunError, StepTimeout, ValidationError
+from .errors import (
+    BlockedAddressError, ExecutorAbort, LLMCallError, QuotaExceededError, RunError, StepTimeout, ValidationError,
+)
 from .executors import ExecutorContext, ToolSpec
-from . import owners
+from . import owners, telemetry
 from .ids import new_id
 from .limits import Limits, exceeded
 from .llms import LLMChain, LLMConfig
 from .plugins import Executor, Provider
 from .storage import RunQuota, Storage, utcnow
+from .usage import ToolCallLog
 from .validation import check_text
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ class RunRequest:
     settings: Any
     sandbox_modules: tuple[str, ...] = ()
     sandbox_env: dict[str, str] = field(default_factory=dict, repr=False)
+    tracer_provider: Any = field(default=None, repr=False)
 
     @property
     def llm(self) -> LLMConfig:
@@ -80,11 +84,13 @@ class QueryResult:
     ``str(result)`` is the final answer. ``status`` is ``"succeeded"``, or ``"max_steps"`` when
     the agent used every step without calling ``final_answer``: then ``output`` is the answer
     smolagents asked the model for at the end, ``completed`` is False and ``repr`` says so.
-    ``llm_calls`` lists every attempt of every LLM call, as ``get_run`` does.
-    ``steps`` counts the agent's steps; ``trace`` holds the task and each step (model output,
-    code, observations) as smolagents records them, without the system prompt. ``tool_calls``
-    lists each call of a tool, wherever it ran: ``name``, ``started`` (Unix time), ``seconds``,
-    ``ok`` and ``error``.
+    ``llm_calls`` lists every attempt of every LLM call with its ``cost_usd``, as ``get_run``
+    does; ``cost_usd`` is the run's total (``None`` when ``unpriced_calls`` attempts billed tokens
+    nobody has a price for). ``steps`` counts the agent's steps; ``trace`` holds the task and each
+    step (model output, code, observations) as smolagents records them, without the system
+    prompt. ``tool_calls`` lists each call of a tool, wherever it ran, as stored: ``seq``,
+    ``tool_id``, ``tool_version``, ``name``, ``outcome`` (``ok`` or ``error``), ``error``,
+    ``duration_ms`` and ``started_at``.
     """
 
     run_id: str
@@ -98,6 +104,8 @@ class QueryResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     llm_calls: list[dict[str, Any]] = field(default_factory=list)
+    cost_usd: float | None = None
+    unpriced_calls: int = 0
 
     @property
     def completed(self) -> bool:
@@ -110,7 +118,8 @@ class QueryResult:
     def __repr__(self) -> str:
         note = " (stopped at max_steps without a final answer)" if self.status == "max_steps" else ""
         return (f"QueryResult(status={self.status!r}{note}, output={_short(self.output)!r}, run_id={self.run_id!r},"
-                f" steps={self.steps}, usage={self.usage}, duration_ms={self.duration_ms}, executor={self.executor!r})")
+                f" steps={self.steps}, usage={self.usage}, cost_usd={self.cost_usd}, duration_ms={self.duration_ms},"
+                f" executor={self.executor!r})")
 
 
 def check_run_arguments(query: object, agent_type: object, tool_ids: object, max_steps: object, step_timeout: object,
@@ -147,46 +156,59 @@ def run_deadline(request: RunRequest, started: datetime) -> datetime:
 
 
 def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) -> QueryResult:
-    """Run ``request`` with a fresh agent and record it; :class:`RunError` when the run fails."""
+    """Run ``request`` with a fresh agent and record it; :class:`RunError` when the run fails
+    (status ``budget_exceeded`` when a budget stopped it before an LLM request)."""
     run_id = new_id("run")
     versions = {spec.id: spec.version for spec in request.tools}
     now = datetime.now(timezone.utc)
     owner = owners.current()
-    storage.start_run(request.tenant, {
-        "id": run_id, "llm_id": request.llm.id, "tool_ids": list(request.tool_ids), "tool_versions": versions,
-        "query": request.query, "agent_type": request.agent_type, "executor": request.executor.name,
-        "status": "running", "started_at": now.isoformat(timespec="microseconds"),
-        "owner_host": owner.host, "owner_boot_id": owner.boot_id, "owner_pid": owner.pid,
-        "owner_start_time": owner.start_time,
-        "deadline": run_deadline(request, now).isoformat(timespec="microseconds"),
-    }, quota=request.quota)
+    try:
+        storage.start_run(request.tenant, {
+            "id": run_id, "llm_id": request.llm.id, "tool_ids": list(request.tool_ids), "tool_versions": versions,
+            "query": request.query, "agent_type": request.agent_type, "executor": request.executor.name,
+            "status": "running", "started_at": now.isoformat(timespec="microseconds"),
+            "owner_host": owner.host, "owner_boot_id": owner.boot_id, "owner_pid": owner.pid,
+            "owner_start_time": owner.start_time,
+            "deadline": run_deadline(request, now).isoformat(timespec="microseconds"),
+        }, quota=request.quota)
+    except QuotaExceededError as exc:
+        logger.info("run refused for tenant %s: %s", request.tenant, exc)
+        raise
     started = time.perf_counter()
     secrets = request.chain.secrets()
-    tool_calls: list[dict[str, Any]] = []
+    spans = telemetry.start_run(request.tracer_provider, tenant=request.tenant, run_id=run_id,
+                                agent_type=request.agent_type, provider=request.llm.provider,
+                                model=request.llm.model_name)
     agent = model = executor = None
     try:
         from .gateway import GatewayModel
 
         model = GatewayModel(request.chain, storage=storage, tenant=request.tenant, run_id=run_id,
-                             settings=request.settings)
+                             settings=request.settings, budgets=request.quota.get("budgets"),
+                             on_attempt=spans.attempt)
         context = ExecutorContext(
             tenant=request.tenant, run_id=run_id, tools=request.tools, authorized_imports=BASE_AUTHORIZED_IMPORTS,
             timeout_seconds=request.step_timeout, settings=request.settings, options=dict(request.executor_options),
             env=dict(request.sandbox_env), max_print_chars=MAX_PRINT_CHARS, sandbox_modules=request.sandbox_modules,
-            on_tool_call=tool_calls.append,
+            on_tool_call=ToolCallLog(storage, request.tenant, run_id, request.tools, spans.tool_call),
         )
         executor = request.executor.factory(context)
         agent = _assemble(request, executor, model)
         notify("mt_agent_assembled", agent=agent, tenant=request.tenant, run_id=run_id)
-        outcome = agent.run(request.query, return_full_result=True)
+        with spans.active():
+            outcome = agent.run(request.query, return_full_result=True)
+        if model.budget_stop is not None:  # refused in the final-answer call at max_steps, which smolagents swallows
+            raise model.budget_stop
     except (Exception, ExecutorAbort) as exc:  # every failure becomes a recorded, readable run error
-        message = _redact(describe_failure(exc, request.llm), secrets)
-        status = "timeout" if is_timeout(exc) else "failed"
-        _finish(request, storage, notify, run_id, started, status=status, error=message)
+        stop = model.budget_stop if model is not None else None
+        message = str(stop) if stop is not None else _redact(describe_failure(exc, request.llm), secrets)
+        status = "budget_exceeded" if stop is not None else "timeout" if is_timeout(exc) else "failed"
+        _finish(request, storage, notify, run_id, started, spans, status=status, error=message)
         logger.info("run %s for tenant %s %s", run_id, request.tenant, status)
         raise RunError(_cut(message), run_id=run_id, status=status) from None
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: record the run, then let it go on
-        _finish(request, storage, notify, run_id, started, status="failed", error=f"interrupted ({type(exc).__name__})")
+        _finish(request, storage, notify, run_id, started, spans, status="failed",
+                error=f"interrupted ({type(exc).__name__})")
         raise
     finally:
         _close(agent, executor, model)
@@ -196,14 +218,15 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
     status = "succeeded" if outcome.state == "success" else "max_steps"
     trace = [dict(step) for step in (outcome.steps or []) if "system_prompt" not in step]
     steps = sum(1 for step in trace if "step_number" in step)
-    duration_ms = _finish(
-        request, storage, notify, run_id, started, status=status, output=_redact(str(outcome.output), secrets),
+    record = _finish(
+        request, storage, notify, run_id, started, spans, status=status, output=_redact(str(outcome.output), secrets),
         usage=usage, steps=steps,
     )
     return QueryResult(
-        run_id=run_id, output=outcome.output, status=status, usage=usage, steps=steps, duration_ms=duration_ms,
-        executor=request.executor.name, tool_versions=versions, trace=trace, tool_calls=list(tool_calls),
-        llm_calls=[dict(row) for row in storage.list_llm_attempts(request.tenant, run_id)],
+        run_id=run_id, output=outcome.output, status=status, usage=usage, steps=steps,
+        duration_ms=record["duration_ms"], executor=request.executor.name, tool_versions=versions, trace=trace,
+        tool_calls=record["tool_calls"], llm_calls=record["llm_calls"], cost_usd=record["cost_usd"],
+        unpriced_calls=record["unpriced_calls"],
     )
 
 
@@ -265,9 +288,11 @@ class _RedactingWriter:
 
 
 def _finish(
-    request: RunRequest, storage: Storage, notify: Callable[..., None], run_id: str, started: float, *, status: str,
-    output: str | None = None, error: str | None = None, usage: dict[str, int] | None = None, steps: int | None = None,
-) -> int:
+    request: RunRequest, storage: Storage, notify: Callable[..., None], run_id: str, started: float,
+    spans: telemetry.NoTrace, *, status: str, output: str | None = None, error: str | None = None,
+    usage: dict[str, int] | None = None, steps: int | None = None,
+) -> dict[str, Any]:
+    """Store a run's outcome, end its span, tell the plugins; the run record."""
     duration_ms = int((time.perf_counter() - started) * 1000)
     storage.finish_run(request.tenant, run_id, {
         "status": status, "output": None if output is None else _cut(output),
@@ -275,15 +300,19 @@ def _finish(
         "steps": steps, "input_tokens": usage["input_tokens"] if usage else None,
         "output_tokens": usage["output_tokens"] if usage else None,
     })
-    notify("mt_run_finished", run=run_record(storage, request.tenant, run_id), tenant=request.tenant)
-    return duration_ms
+    record = run_record(storage, request.tenant, run_id)
+    spans.end(status=status, error=error, usage=usage, cost_usd=record["cost_usd"])
+    notify("mt_run_finished", run=copy.deepcopy(record), tenant=request.tenant)
+    return record
 
 
 def run_record(storage: Storage, tenant: str, run_id: str) -> dict[str, Any]:
-    """A run record with its ``llm_calls``: every attempt of every LLM call, in order."""
+    """A run record with its cost, its ``llm_calls`` (every attempt of every LLM call, in order)
+    and its ``tool_calls``."""
     record: dict[str, Any] = dict(storage.get_run(tenant, run_id))
     record.pop("tenant_id", None)
     record["llm_calls"] = [dict(row) for row in storage.list_llm_attempts(tenant, run_id)]
+    record["tool_calls"] = [dict(row) for row in storage.list_tool_calls(tenant, run_id)]
     return record
 
 

@@ -11,9 +11,11 @@ A reply is a string (the assistant's content) or a dict with any of: ``content``
 it: see :data:`CONTEXT_LENGTH_ERROR`, :data:`CONTENT_FILTER_ERROR`), ``headers`` (extra response
 headers, e.g. ``{"Retry-After": "1"}``), ``raw`` (a body sent as is, e.g. malformed JSON),
 ``delay`` (seconds to wait first), ``hang`` (wait that many seconds, or until the server stops,
-and close without answering), ``usage`` (``False`` leaves usage out), ``drop`` (close without
-answering), ``reset`` (send the status line, headers and part of the body, then reset the
-connection).
+and close without answering), ``usage`` (``False`` leaves usage out; a dict sends these counts:
+``{"prompt_tokens": 1000, "completion_tokens": 200, "cached_tokens": 300}``, the cached ones as
+OpenAI's ``prompt_tokens_details``; by default about four characters a token), ``drop`` (close
+without answering), ``reset`` (send the status line, headers and part of the body, then reset
+the connection).
 
 Faults in arrival order rather than by conversation step: ``responder=in_order([...])``.
 Besides OpenAI's ``/v1/chat/completions`` it answers Azure OpenAI's deployment path
@@ -220,7 +222,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # 64 agents connecting at once must not have SYNs dropped and retried
 
 
-def _completion(body: dict[str, Any], content: str, with_usage: bool) -> dict[str, Any]:
+def _completion(body: dict[str, Any], content: str, usage: object) -> dict[str, Any]:
     prompt_chars = sum(len(message_text(m)) for m in body.get("messages", []))
     result: dict[str, Any] = {
         "id": f"chatcmpl-{time.monotonic_ns()}",
@@ -231,7 +233,13 @@ def _completion(body: dict[str, Any], content: str, with_usage: bool) -> dict[st
             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
         ],
     }
-    if with_usage:
+    if isinstance(usage, dict):
+        prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        result["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                           "total_tokens": prompt_tokens + completion_tokens}
+        if usage.get("cached_tokens") is not None:
+            result["usage"]["prompt_tokens_details"] = {"cached_tokens": int(usage["cached_tokens"])}
+    elif usage is not False:
         prompt_tokens, completion_tokens = max(1, prompt_chars // 4), max(1, len(content) // 4)
         result["usage"] = {
             "prompt_tokens": prompt_tokens,
@@ -320,7 +328,7 @@ def _handler_for(owner: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
                                               "type": "scripted"}
                 self._send(status, json.dumps({"error": error}).encode(), headers)
                 return
-            completion = _completion(body, str(spec.get("content", "")), spec.get("usage", True) is not False)
+            completion = _completion(body, str(spec.get("content", "")), spec.get("usage", True))
             self._send(200, json.dumps(completion).encode(), headers)
 
     return Handler

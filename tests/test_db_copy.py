@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from conftest import API_KEY, CALCULATOR, CALCULATOR_SCRIPT, decrypted, make_settings
 from mt_core import MTCore
+from mt_core.budgets import iso
 from mt_core.secrets import generate_master_key, seal_tool_secrets
 from mt_core.storage import TABLES
 
@@ -37,8 +39,8 @@ def snapshot(core: MTCore) -> dict[str, list[dict]]:
 @pytest.fixture
 def installation(tmp_path, llm_server):
     """A SQLite installation with every kind of row: tools with versions and secrets, LLMs with
-    keys, limits, executor options, an enabled package tool with its secret, runs, and the LLM gateway's fallbacks, attempts,
-    breakers and cache."""
+    keys and prices, limits and budgets, executor options, an enabled package tool with its secret, runs with their
+    tool calls, the LLM gateway's fallbacks, priced attempts, breakers and cache, and a reservation."""
     home = tmp_path / "home"
     core = MTCore(settings=make_settings(home, database_url=f"sqlite:///{home}/mt.db"))
     acme, globex = core.tenant("acme"), core.tenant("globex")
@@ -47,19 +49,23 @@ def installation(tmp_path, llm_server):
     assert acme.update_tool(tool_id, description="Evaluates arithmetic, v2.", secrets={"CALC_TOKEN": TOOL_SECRET}) == 2
     # a flaky primary falling back to a cached backup: breaker, attempt and cache rows
     backup = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m", llm_name="gpt", temperature=0,
-                          cache_ttl=3600)
+                          cache_ttl=3600, prices={"input_per_mtok": 0.15, "output_per_mtok": 0.6})
     down = llm_server(script=[{"status": 503}])
     llm_id = acme.add_llm(base_url=down.base_url, api_key=API_KEY, model_name="d", llm_name="flaky", max_retries=0,
                           fallbacks=[backup])
     globex.add_llm(base_url="http://127.0.0.1:9/v1", api_key=f"{API_KEY}-globex", model_name="g")
-    acme.set_limits(max_tools=7, runs_per_minute=30)
+    acme.set_limits(max_tools=7, runs_per_minute=30, budget_usd_per_day=5.5, tokens_per_day=1_000_000)
     core.storage.set_executor_options("acme", {"memory": "256m"})
     core.storage.record_catalog([{"name": "human_size", "plugin": "example_tools", "distribution": "mt-example-tools",
                                   "version": "0.1.0", "description": "Sizes.", "inputs": {}, "output_type": "string",
                                   "content_sha256": "0" * 64}])
     sealed = seal_tool_secrets(core.secrets, "acme", "pkg:human_size", {"HS_KEY": TOOL_SECRET})
     core.storage.enable_package_tool("acme", "human_size", {"unit": "MiB"}, sealed)  # type: ignore[arg-type]
-    assert str(acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?")) == "400"
+    result = acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?")
+    assert str(result) == "400" and result.cost_usd > 0 and result.tool_calls
+    now = datetime.now(timezone.utc)  # a reservation left by a process that died with its call in flight
+    core.storage.reserve_llm_call("acme", {"id": "rsv_left", "run_id": result.run_id, "tokens": 10, "cost_usd": 0.001,
+                                           "created_at": iso(now), "expires_at": iso(now + timedelta(minutes=5))}, {})
     assert all(snapshot(core).values()), "the installation lacks a kind of row"
     return core, tool_id, llm_id
 

@@ -22,7 +22,7 @@ def test_add_and_read_back_with_key_masked(core):
     assert config == {
         "id": llm_id, "name": "llama-model", "provider": "openai", "model_name": "llama-3",
         "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-te…ET", "options": {"temperature": 0.2},
-        "fallbacks": [], "created_at": config["created_at"],
+        "prices": None, "fallbacks": [], "created_at": config["created_at"],
     }
     assert acme.get_llms() == [config]
     assert API_KEY not in repr(decrypted(core, "acme", llm_id))

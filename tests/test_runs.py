@@ -30,8 +30,11 @@ def test_calculator_end_to_end(calculator_setup):
     assert result.run_id.startswith("run_")
     assert result.usage["input_tokens"] > 0 and result.usage["output_tokens"] > 0
     assert result.steps == 2
-    assert [(c["name"], c["ok"]) for c in result.tool_calls] == [("calculator", True)]  # timed in the sandbox
-    assert 0 <= result.tool_calls[0]["seconds"] < 5
+    # timed in the sandbox, stored with the tool's id and version
+    assert [(c["name"], c["outcome"], c["tool_id"], c["tool_version"]) for c in result.tool_calls] == [
+        ("calculator", "ok", tool_id, "1")]
+    assert 0 <= result.tool_calls[0]["duration_ms"] < 5000
+    assert result.tool_calls == acme.get_run(result.run_id)["tool_calls"]
     assert [step["step_number"] for step in result.trace if "step_number" in step] == [1, 2]
     assert "system_prompt" not in repr(result.trace)
 

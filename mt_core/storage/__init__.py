@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 
 from .base import (
-    TABLES, BreakerRow, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, RunQuota, RunRow, SecretRow, Storage, StoredSecret,
-    ToolRow, ToolVersionRow, utcnow,
+    TABLES, BreakerRow, BudgetLimits, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, ReservationRow, RunQuota, RunRow,
+    SecretRow, Storage, StoredSecret, ToolCallRow, ToolRow, ToolVersionRow, utcnow,
 )
 
-__all__ = ["TABLES", "BreakerRow", "CacheRow", "CatalogRow", "LLMAttemptRow", "LLMRow", "RunQuota", "RunRow",
-           "SecretRow", "Storage", "StoredSecret", "ToolRow", "ToolVersionRow", "is_postgres_url", "open_storage",
-           "sqlite_path", "utcnow"]
+__all__ = ["TABLES", "BreakerRow", "BudgetLimits", "CacheRow", "CatalogRow", "LLMAttemptRow", "LLMRow",
+           "ReservationRow", "RunQuota", "RunRow", "SecretRow", "Storage", "StoredSecret", "ToolCallRow", "ToolRow",
+           "ToolVersionRow", "is_postgres_url", "open_storage", "sqlite_path", "utcnow"]
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")

@@ -76,6 +76,7 @@ class LLMRow(TypedDict, total=False):
     api_key_ciphertext: str | None
     api_key_masked: str | None
     created_at: str
+    prices: dict[str, float] | None  # prices overriding genai-prices (see mt_core.prices)
     fallbacks: list[str]  # ids of the tenant's configurations to try next, in order (table llm_fallbacks)
 
 
@@ -85,7 +86,9 @@ class LLMAttemptRow(TypedDict, total=False):
     ``outcome`` is ``ok``, ``retried`` (failed; the same configuration was tried again),
     ``fell_back`` (failed; the call moved on to the next configuration), ``failed`` (failed; nothing
     was left to try), ``cache_hit`` (answered from the response cache, no request) or ``skipped``
-    (its circuit breaker was open, no request).
+    (its circuit breaker was open, no request). ``cost_usd`` is what it cost in US dollars (0 when
+    it billed no tokens, ``None`` when nobody has a price for its model) and ``priced_by`` what
+    priced it (see :mod:`mt_core.prices`).
     """
 
     run_id: str
@@ -105,6 +108,43 @@ class LLMAttemptRow(TypedDict, total=False):
     cached_tokens: int
     started_at: str
     finished_at: str
+    cost_usd: float | None
+    priced_by: str | None
+
+
+class ToolCallRow(TypedDict, total=False):
+    """One call of a tool in a run (table ``tool_calls``), as the sandbox that ran it reported it."""
+
+    run_id: str
+    seq: int
+    tool_id: str
+    tool_version: str | None
+    name: str
+    outcome: str  # ok or error
+    error: str | None
+    duration_ms: float
+    started_at: str
+
+
+class ReservationRow(TypedDict):
+    """What an LLM attempt about to be sent may cost, held while it is in flight (table
+    ``llm_reservations``; times are ISO 8601 UTC)."""
+
+    id: str
+    run_id: str
+    tokens: int
+    cost_usd: float
+    created_at: str
+    expires_at: str
+
+
+class BudgetLimits(TypedDict, total=False):
+    """A tenant's budgets as :meth:`Storage.start_run` and :meth:`Storage.reserve_llm_call` check
+    them (a budget left out is not checked); see :mod:`mt_core.budgets`."""
+
+    budget_usd_per_day: float
+    budget_usd_per_month: float
+    tokens_per_day: int
 
 
 class BreakerRow(TypedDict, total=False):
@@ -150,6 +190,8 @@ class RunRow(TypedDict, total=False):
     duration_ms: int | None
     started_at: str
     finished_at: str | None
+    cost_usd: float | None  # read only: the sum of its attempts' costs, None when one is unpriced
+    unpriced_calls: int  # read only: its attempts that billed tokens nobody has a price for
     owner_host: str
     owner_boot_id: str
     owner_pid: int
@@ -176,11 +218,15 @@ class CatalogRow(TypedDict, total=False):
     settings: dict[str, Any]
 
 
-class RunQuota(TypedDict):
-    """The run limits :meth:`Storage.start_run` enforces."""
-
+class _RunLimits(TypedDict):
     max_concurrent_runs: int
     runs_per_minute: int
+
+
+class RunQuota(_RunLimits, total=False):
+    """The run limits :meth:`Storage.start_run` enforces, and the tenant's budgets (optional)."""
+
+    budgets: BudgetLimits
 
 
 # Every table, parents first (the order a copy writes them in), with the columns of its key.
@@ -199,6 +245,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "llm_attempts": ("tenant_id", "run_id", "seq"),
     "llm_breakers": ("tenant_id", "llm_id"),
     "llm_cache": ("tenant_id", "cache_key"),
+    "tool_calls": ("tenant_id", "run_id", "seq"),
+    "llm_reservations": ("tenant_id", "id"),
 }
 
 
@@ -275,8 +323,19 @@ class Storage(Protocol):
         """Every configuration of the tenant that has fallbacks -> their ids, in order."""
 
     # -- LLM calls: attempts, circuit breakers, response cache ---------------------------------
-    def add_llm_attempt(self, tenant: str, row: LLMAttemptRow) -> None:
-        """Record one attempt of an LLM call of a run (committed at once)."""
+    def add_llm_attempt(self, tenant: str, row: LLMAttemptRow, *, reservation: str | None = None) -> None:
+        """Record one attempt of an LLM call of a run (committed at once), and drop the
+        reservation it held while in flight (:meth:`reserve_llm_call`), in the same transaction."""
+
+    def reserve_llm_call(self, tenant: str, row: ReservationRow, budgets: BudgetLimits) -> None:
+        """Hold what an attempt about to be sent may cost, if the tenant has room left in every
+        budget: what its attempts spent in the UTC day (and month) plus what calls in flight hold
+        must be below each limit; else :class:`QuotaExceededError` naming the budget, the spending
+        and the limit, and nothing is written. One transaction under the tenant's lock, so that
+        every process sharing the database sees the same spending. Drops expired reservations."""
+
+    def release_reservation(self, tenant: str, reservation: str) -> None:
+        """Drop a reservation whose attempt was never recorded."""
 
     def list_llm_attempts(self, tenant: str, run_id: str) -> list[LLMAttemptRow]:
         """The attempts of one of the tenant's runs, in order (``[]`` for none)."""
@@ -320,6 +379,19 @@ class Storage(Protocol):
 
     def list_runs(self, tenant: str, *, limit: int) -> list[RunRow]:
         """The tenant's run records, newest first (stale runs marked failed first)."""
+
+    # -- usage ----------------------------------------------------------------------------------
+    def add_tool_call(self, tenant: str, row: ToolCallRow) -> None:
+        """Record one tool call of a run (committed at once)."""
+
+    def list_tool_calls(self, tenant: str, run_id: str) -> list[ToolCallRow]:
+        """The tool calls of one of the tenant's runs, in order (``[]`` for none)."""
+
+    def usage(self, tenant: str | None, *, since: str, until: str, group_by: str) -> list[dict[str, Any]]:
+        """The tenant's usage from ``since`` (inclusive) to ``until`` (exclusive), ISO 8601 UTC,
+        grouped by ``day``, ``model``, ``llm``, ``run`` (LLM attempts: runs, calls, attempts,
+        tokens, cost, unpriced attempts) or ``tool`` (tool calls: runs, calls, errors, duration).
+        ``tenant=None`` is every tenant's, each row with its ``tenant`` (operators only)."""
 
     # -- limits and executor options ----------------------------------------------------------
     def get_limits(self, tenant: str) -> dict[str, int]:

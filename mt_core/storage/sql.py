@@ -14,13 +14,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
+from ..budgets import Spending, day_start, iso, month_start, over_budget
 from ..errors import ConflictError, NotFoundError, ValidationError
 from ..fallbacks import check_no_cycle
 from ..limits import exceeded
 from ..owners import stale_reason
 from .base import (
-    TABLES, BreakerRow, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, RunQuota, RunRow, SecretRow, StoredSecret, ToolRow,
-    ToolVersionRow, utcnow,
+    TABLES, BreakerRow, BudgetLimits, CacheRow, CatalogRow, LLMAttemptRow, LLMRow, ReservationRow, RunQuota, RunRow,
+    SecretRow, StoredSecret, ToolCallRow, ToolRow, ToolVersionRow, utcnow,
 )
 
 T = TypeVar("T")
@@ -28,11 +29,11 @@ T = TypeVar("T")
 # The JSON columns of each table (encoded on write, decoded on read).
 _JSON = {
     "tool_versions": ("inputs", "output_schema", "dependencies", "settings"),
-    "llms": ("options",),
+    "llms": ("options", "prices"),
     "runs": ("tool_ids", "tool_versions"),
     "package_tools": ("inputs", "settings"),
 }
-_LLM_UPDATABLE = frozenset({"name", "provider", "model_name", "base_url", "options", "api_key_ciphertext",
+_LLM_UPDATABLE = frozenset({"name", "provider", "model_name", "base_url", "options", "prices", "api_key_ciphertext",
                             "api_key_masked"})
 _TOOL_SELECT = (
     "SELECT t.id, t.name, t.version AS latest_version, t.created_at, v.version, v.description, v.kind, v.entry,"
@@ -44,6 +45,13 @@ _TOOL_SELECT = (
 _RUN_COLUMNS = (
     "tenant_id, id, llm_id, tool_ids, tool_versions, query, agent_type, executor, status, output, error,"
     " input_tokens, output_tokens, steps, duration_ms, started_at, finished_at"
+)
+# What a run cost, from its attempts: the sum of their costs, and how many billed tokens nobody has a
+# price for (then the run's cost is unknown: None).
+_RUN_COST = (
+    "(SELECT COALESCE(SUM(a.cost_usd), 0) FROM llm_attempts a WHERE a.tenant_id = runs.tenant_id"
+    " AND a.run_id = runs.id) AS cost_usd, (SELECT COUNT(*) FROM llm_attempts a WHERE a.tenant_id = runs.tenant_id"
+    " AND a.run_id = runs.id AND a.cost_usd IS NULL) AS unpriced_calls"
 )
 _RUNNING = (
     "SELECT id, started_at, deadline, owner_host, owner_boot_id, owner_pid, owner_start_time FROM runs"
@@ -117,7 +125,7 @@ class SQLStorage:
 
     def _insert(self, tx: Tx, table: str, tenant: str, row: dict[str, Any], kind: str) -> None:
         columns = _JSON.get(table, ())
-        values = {k: (json.dumps(v) if k in columns else v) for k, v in row.items()}
+        values = {k: (json.dumps(v) if k in columns and v is not None else v) for k, v in row.items()}
         values["tenant_id"] = tenant
         try:
             tx.run(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
@@ -264,7 +272,7 @@ class SQLStorage:
 
     def update_llm(self, tenant: str, llm_id: str, fields: dict[str, Any], fallbacks: Sequence[str] | None = None) -> None:
         """Change an LLM configuration (and its fallbacks when given); reset its breaker."""
-        values = {k: (json.dumps(v) if k in _JSON["llms"] else v) for k, v in fields.items()}
+        values = {k: (json.dumps(v) if k in _JSON["llms"] and v is not None else v) for k, v in fields.items()}
         unknown = set(values) - _LLM_UPDATABLE
         if unknown:
             raise ValueError(f"not updatable columns of llms: {sorted(unknown)}")
@@ -355,17 +363,67 @@ class SQLStorage:
 
     # -- LLM calls: attempts, circuit breakers, response cache ------------------------------------
 
-    def add_llm_attempt(self, tenant: str, row: LLMAttemptRow) -> None:
-        """Record one attempt of an LLM call of a run."""
-        self._write(lambda tx: self._insert(tx, "llm_attempts", tenant, dict(row), "an LLM attempt"))
+    def add_llm_attempt(self, tenant: str, row: LLMAttemptRow, *, reservation: str | None = None) -> None:
+        """Record one attempt of an LLM call of a run, settling the reservation it held."""
+
+        def body(tx: Tx) -> None:
+            if reservation is not None:
+                tx.run("DELETE FROM llm_reservations WHERE tenant_id = ? AND id = ?", (tenant, reservation))
+            self._insert(tx, "llm_attempts", tenant, dict(row), "an LLM attempt")
+
+        self._write(body)
+
+    def reserve_llm_call(self, tenant: str, row: ReservationRow, budgets: BudgetLimits) -> None:
+        """Hold what an attempt about to be sent may cost, if every budget of the tenant has room."""
+
+        def body(tx: Tx) -> None:
+            now = datetime.now(timezone.utc)
+            error = over_budget(budgets, self._spending(tx, tenant, budgets, now), now)
+            if error is not None:
+                raise error
+            tx.run("DELETE FROM llm_reservations WHERE tenant_id = ? AND expires_at <= ?", (tenant, iso(now)))
+            self._insert(tx, "llm_reservations", tenant, dict(row), "a reservation")
+
+        self._write(body, tenant)
+
+    def release_reservation(self, tenant: str, reservation: str) -> None:
+        """Drop a reservation whose attempt was never recorded."""
+        self._write(lambda tx: tx.run("DELETE FROM llm_reservations WHERE tenant_id = ? AND id = ?",
+                                      (tenant, reservation)))
+
+    @staticmethod
+    def _spending(tx: Tx, tenant: str, budgets: BudgetLimits, now: datetime) -> Spending:
+        """What the tenant's attempts spent in the UTC day and month of ``now`` (the month only when
+        a monthly budget needs it) and what unexpired reservations hold, read in one statement (one
+        snapshot: an attempt settled meanwhile is counted once)."""
+        day = iso(day_start(now))
+        since = iso(month_start(now)) if "budget_usd_per_month" in budgets else day
+        row = tx.rows(
+            "SELECT COALESCE(SUM(CASE WHEN started_at >= ? THEN cost_usd END), 0) AS usd_day,"
+            " COALESCE(SUM(cost_usd), 0) AS usd_month,"
+            " COALESCE(SUM(CASE WHEN started_at >= ? THEN input_tokens + output_tokens END), 0) AS tokens_day,"
+            " (SELECT COALESCE(SUM(cost_usd), 0) FROM llm_reservations WHERE tenant_id = ? AND expires_at > ?)"
+            " AS held_usd,"
+            " (SELECT COALESCE(SUM(tokens), 0) FROM llm_reservations WHERE tenant_id = ? AND expires_at > ?)"
+            " AS held_tokens"
+            " FROM llm_attempts WHERE tenant_id = ? AND started_at >= ?",
+            (day, day, tenant, iso(now), tenant, iso(now), tenant, since),
+        )[0]
+        return Spending(usd_day=float(row["usd_day"]), usd_month=float(row["usd_month"]),
+                        tokens_day=int(row["tokens_day"]), held_usd=float(row["held_usd"]),
+                        held_tokens=int(row["held_tokens"]))
 
     def list_llm_attempts(self, tenant: str, run_id: str) -> list[LLMAttemptRow]:
         """The attempts of one of the tenant's runs, in order."""
-        rows = self._rows("llm_attempts", "SELECT * FROM llm_attempts WHERE tenant_id = ? AND run_id = ? ORDER BY seq",
+        return self._of_run("llm_attempts", tenant, run_id)  # type: ignore[return-value]
+
+    def _of_run(self, table: str, tenant: str, run_id: str) -> list[dict[str, Any]]:
+        """The rows of ``table`` that belong to one of the tenant's runs, by ``seq``, without the tenant."""
+        rows = self._rows(table, f"SELECT * FROM {table} WHERE tenant_id = ? AND run_id = ? ORDER BY seq",
                           (tenant, run_id))
         for row in rows:
             row.pop("tenant_id", None)
-        return rows  # type: ignore[return-value]
+        return rows
 
     def get_breakers(self, tenant: str, llm_ids: Sequence[str]) -> dict[str, BreakerRow]:
         """The stored breakers of these configurations, by id."""
@@ -485,6 +543,11 @@ class SQLStorage:
                 allowed = quota[limit]  # type: ignore[literal-required]
                 if count + 1 > allowed:
                     raise exceeded(limit, count + 1, allowed, what)
+            budgets = quota.get("budgets")
+            if budgets:
+                error = over_budget(budgets, self._spending(tx, tenant, budgets, now), now)
+                if error is not None:
+                    raise error
             self._insert(tx, "runs", tenant, dict(row), "a run")
 
         self._write(body, tenant)
@@ -528,11 +591,19 @@ class SQLStorage:
         self._write(body)
         return self._run(tenant, run_id)
 
+    def _runs(self, where: str, params: tuple[Any, ...]) -> list[RunRow]:
+        """Run records with their cost (``None`` when an attempt is unpriced)."""
+        rows = self._rows("runs", f"SELECT {_RUN_COLUMNS}, {_RUN_COST} FROM runs {where}", params)
+        for row in rows:
+            row["cost_usd"] = None if row["unpriced_calls"] else float(row["cost_usd"])
+            row["unpriced_calls"] = int(row["unpriced_calls"])
+        return rows  # type: ignore[return-value]
+
     def _run(self, tenant: str, run_id: str) -> RunRow:
-        rows = self._rows("runs", f"SELECT {_RUN_COLUMNS} FROM runs WHERE tenant_id = ? AND id = ?", (tenant, run_id))
+        rows = self._runs("WHERE tenant_id = ? AND id = ?", (tenant, run_id))
         if not rows:
             raise NotFoundError("run", run_id)
-        return rows[0]  # type: ignore[return-value]
+        return rows[0]
 
     def get_run(self, tenant: str, run_id: str) -> RunRow:
         """One run record of the tenant."""
@@ -542,8 +613,32 @@ class SQLStorage:
     def list_runs(self, tenant: str, *, limit: int) -> list[RunRow]:
         """The tenant's run records, newest first."""
         self._reap(tenant)
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE tenant_id = ? ORDER BY started_at DESC LIMIT ?"
-        return self._rows("runs", sql, (tenant, int(limit)))  # type: ignore[return-value]
+        return self._runs("WHERE tenant_id = ? ORDER BY started_at DESC LIMIT ?", (tenant, int(limit)))
+
+    # -- usage ------------------------------------------------------------------------------------
+
+    def add_tool_call(self, tenant: str, row: ToolCallRow) -> None:
+        """Record one tool call of a run."""
+        self._write(lambda tx: self._insert(tx, "tool_calls", tenant, dict(row), "a tool call"))
+
+    def list_tool_calls(self, tenant: str, run_id: str) -> list[ToolCallRow]:
+        """The tool calls of one of the tenant's runs, in order."""
+        return self._of_run("tool_calls", tenant, run_id)  # type: ignore[return-value]
+
+    def usage(self, tenant: str | None, *, since: str, until: str, group_by: str) -> list[dict[str, Any]]:
+        """Usage from ``since`` to ``until`` grouped by ``group_by``, for one tenant or (``None``) all."""
+        if group_by not in _USAGE_GROUPS:
+            raise ValidationError("group_by", f"{group_by!r} is not one of {', '.join(_USAGE_GROUPS)}")
+        table, alias, keys, join, order, metrics = _USAGE_GROUPS[group_by]
+        where, params = f"{alias}.started_at >= ? AND {alias}.started_at < ?", (since, until)
+        if tenant is None:
+            keys = [f"{alias}.tenant_id AS tenant", *keys]
+        else:
+            where, params = f"{alias}.tenant_id = ? AND {where}", (tenant, *params)
+        group = ", ".join(key.split(" AS ")[0] for key in keys if not key.startswith("MAX("))
+        order = f"{alias}.tenant_id, {order}" if tenant is None else order
+        return self._rows(table, f"SELECT {', '.join(keys)}, {metrics} FROM {table} {alias}{join} WHERE {where}"
+                                 f" GROUP BY {group} ORDER BY {order}", params)
 
     # -- limits and executor options --------------------------------------------------------------
 
@@ -692,6 +787,27 @@ class SQLStorage:
             return written
 
         return self._write(body, retry=False)  # the batches can be read only once
+
+
+_LLM_METRICS = (
+    "COUNT(DISTINCT a.run_id) AS runs, COUNT(DISTINCT a.run_id || ':' || a.call_index) AS calls,"
+    " COUNT(*) AS attempts, SUM(a.input_tokens) AS input_tokens, SUM(a.output_tokens) AS output_tokens,"
+    " SUM(a.cached_tokens) AS cached_tokens, SUM(a.cost_usd) AS cost_usd,"
+    " SUM(CASE WHEN a.cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced_calls"
+)
+# group_by -> (table, alias, key columns, join, order, metrics); a MAX(...) key is shown, not grouped by.
+_USAGE_GROUPS: dict[str, tuple[str, str, list[str], str, str, str]] = {
+    "day": ("llm_attempts", "a", ["substr(a.started_at, 1, 10) AS day"], "", "day", _LLM_METRICS),
+    "model": ("llm_attempts", "a", ["a.provider", "a.model"], "", "a.provider, a.model", _LLM_METRICS),
+    "llm": ("llm_attempts", "a", ["a.llm_id", "MAX(l.name) AS llm_name"],
+            " LEFT JOIN llms l ON l.tenant_id = a.tenant_id AND l.id = a.llm_id", "a.llm_id", _LLM_METRICS),
+    "run": ("llm_attempts", "a", ["a.run_id", "MAX(r.status) AS status", "MAX(r.started_at) AS started_at"],
+            " JOIN runs r ON r.tenant_id = a.tenant_id AND r.id = a.run_id", "MAX(r.started_at), a.run_id",
+            _LLM_METRICS),
+    "tool": ("tool_calls", "t", ["t.tool_id", "MAX(t.name) AS name"], "", "t.tool_id",
+             "COUNT(DISTINCT t.run_id) AS runs, COUNT(*) AS calls,"
+             " SUM(CASE WHEN t.outcome = 'error' THEN 1 ELSE 0 END) AS errors, SUM(t.duration_ms) AS duration_ms"),
+}
 
 
 def _known_table(table: str) -> str:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..errors import DatabaseError
 from .base import utcnow
 from .migrations import migrations, split_sql
 from .sql import SQLStorage, Tx
@@ -130,10 +131,15 @@ class SQLiteStorage(SQLStorage):
     # -- schema -------------------------------------------------------------------------------
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Apply the baseline schema and pending migrations, once, under an exclusive lock."""
+        """Apply the baseline schema and pending migrations, once, under an exclusive lock.
+
+        Foreign keys are off while they run (a migration that rebuilds a table drops the old one,
+        which other tables reference: SQLite's own procedure for changing a table), and every
+        foreign key is checked before the migrations commit."""
         with self._lock:
             if self._ready:
                 return
+            conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: before BEGIN
             conn.execute("BEGIN EXCLUSIVE")
             try:
                 conn.execute(
@@ -141,16 +147,22 @@ class SQLiteStorage(SQLStorage):
                     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
                 )
                 applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-                for version, name, sql in migrations(self.dialect):
-                    if version not in applied:
-                        for statement in split_sql(sql):
-                            conn.execute(statement)
-                        conn.execute(
-                            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                            (version, name, utcnow()),
-                        )
+                pending = [step for step in migrations(self.dialect) if step[0] not in applied]
+                for version, name, sql in pending:
+                    for statement in split_sql(sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                        (version, name, utcnow()),
+                    )
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall() if pending else []
+                if broken:
+                    raise DatabaseError(f"the migrations of {self.path} would break foreign keys: {broken[:5]}")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            else:
+                conn.execute("COMMIT")
+            finally:
+                conn.execute("PRAGMA foreign_keys = ON")
             self._ready = True

@@ -79,6 +79,34 @@ def test_calculator_end_to_end_in_docker(docker_core, llm_server):
     assert str(result) == "400" and result.executor == "docker" and result.status == "succeeded"
 
 
+def test_tool_calls_in_the_container_are_recorded_and_traced(tmp_path, sandbox, llm_server):
+    """The calls the container reports become tool call rows and execute_tool spans, timed where
+    the tool ran, under the run's span."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    core = MTCore(settings=make_settings(tmp_path / "home", load_plugins=("mt-docker",)), tracer_provider=provider)
+    acme = core.tenant("acme")
+    server = llm_server(CALCULATOR_SCRIPT)
+    tool_id = acme.add_tool("calculator", "Evaluates arithmetic expressions.", CALCULATOR)
+    llm_id = acme.add_llm(base_url=server.base_url, api_key=API_KEY, model_name="m")
+
+    result = acme.run_query([tool_id], llm_id, "What is 25 multiplied by 16?")
+
+    assert result.executor == "docker"
+    [call] = acme.get_run(result.run_id)["tool_calls"]
+    assert (call["tool_id"], call["tool_version"], call["name"], call["outcome"]) == (tool_id, "1", "calculator", "ok")
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    tool, agent = spans["execute_tool calculator"], spans["invoke_agent"]
+    assert tool.parent.span_id == agent.context.span_id and tool.attributes["mt.tool.id"] == tool_id
+    assert agent.start_time <= tool.start_time <= tool.end_time <= agent.end_time
+    core.close()
+
+
 def test_a_tool_error_goes_to_the_model_and_the_run_goes_on(docker_core, llm_server):
     acme = docker_core.tenant("acme")
     server = llm_server([
