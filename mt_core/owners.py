@@ -26,6 +26,19 @@ class Owner(NamedTuple):
     pid: int
     start_time: str
 
+    def label(self) -> str:
+        """The owner as one string (``host:boot_id:pid:start_time``), e.g. for a container label."""
+        return f"{self.host}:{self.boot_id}:{self.pid}:{self.start_time}"
+
+    @classmethod
+    def from_label(cls, text: str) -> "Owner | None":
+        """The owner a :meth:`label` names, or None when ``text`` is not one."""
+        try:
+            host, boot_id, pid, start_time = text.rsplit(":", 3)
+            return cls(host, boot_id, int(pid), start_time)
+        except ValueError:
+            return None
+
 
 @functools.lru_cache(maxsize=1)
 def _boot_id() -> str:
@@ -45,9 +58,9 @@ def _start_time(pid: int) -> str:
         return ""
 
 
-def current() -> Owner:
-    """This process, as recorded on the runs it starts."""
-    pid = os.getpid()
+def current(pid: int | None = None) -> Owner:
+    """This process (or process ``pid`` of this host), as recorded on the runs it starts."""
+    pid = os.getpid() if pid is None else pid
     return Owner(socket.gethostname(), _boot_id(), pid, _start_time(pid))
 
 

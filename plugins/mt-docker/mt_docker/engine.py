@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from mt_core import owners
+
 from .config import SANDBOX_USER, SandboxConfig
 from .errors import SandboxError
 
@@ -136,47 +138,16 @@ _REPR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\((?:\d+, )?'([^']*)'\)")
 # -- ownership labels ----------------------------------------------------------------------------
 
 
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            return handle.read().strip()
-    except OSError:
-        return "unknown"
-
-
-def _start_time(pid: int) -> str:
-    """The kernel's start time of ``pid`` (tells a live owner from a reused pid); '' if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
 def owner_id(pid: int | None = None) -> str:
-    """The owner label value for this process."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_time(pid)}"
+    """The owner label value for this process (or process ``pid`` of this host)."""
+    return owners.current(pid).label()
 
 
 def owner_alive(owner: str) -> bool:
-    """Whether the process named by an owner label still runs (unknown owners count as alive)."""
-    try:
-        host, boot, pid_text, started = owner.rsplit(":", 3)
-        pid = int(pid_text)
-    except ValueError:
-        return True
-    if host != socket.gethostname():
-        return True  # another machine's container on a shared engine: not ours to judge
-    if boot != _boot_id():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not started or _start_time(pid) == started
+    """Whether the process named by an owner label still runs (unknown owners, and owners on
+    another machine sharing the engine, count as alive)."""
+    parsed = owners.Owner.from_label(owner)
+    return parsed is None or not owners.gone(parsed)
 
 
 def labels(**extra: str) -> dict[str, str]:
