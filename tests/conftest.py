@@ -2,8 +2,9 @@
 
 Every test that does not say otherwise runs twice: on a SQLite file in its data directory, and on
 a fresh database of a real PostgreSQL server that the session starts (``tests/pg_server.py``).
-``@pytest.mark.backends("sqlite")`` limits a test to the backends named; tests/docker/ runs on
-SQLite only. ``make_settings(home)`` gives each data directory of a test its own database on the
+``@pytest.mark.backends("sqlite")`` limits a test to the backends named: modules whose subject
+never touches the database (the SSRF guard, the tool corpus, providers...) say so and run once;
+tests/docker/ runs on SQLite only. ``make_settings(home)`` gives each data directory of a test its own database on the
 test's backend, as a SQLite file under ``home`` would be. With ``MT_REQUIRE_POSTGRES=1`` a
 PostgreSQL test that would skip (no server binaries, a server that does not start) fails instead.
 """

@@ -18,6 +18,8 @@ from mt_core.llm_errors import classify, parse_retry_after
 from mt_core.netguard import NetworkPolicy, guarded_http_client
 from mt_core.testing import CONTENT_FILTER_ERROR, CONTEXT_LENGTH_ERROR, ScriptedLLMServer
 
+pytestmark = pytest.mark.backends("sqlite")  # the gateway's parts on their own: no database
+
 
 def _status_error(status, body=None, headers=None):
     request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")

@@ -12,6 +12,9 @@ from conftest import API_KEY, make_settings
 from mt_core import BlockedAddressError, FieldSpec, LLMConfigError, MTCore, RunError, hookimpl
 from mt_core.testing import in_order
 
+# providers build models; storing configurations is covered on both backends by tests/test_llms.py
+pytestmark = pytest.mark.backends("sqlite")
+
 FINAL = '<code>final_answer("done")</code>'
 
 

@@ -8,6 +8,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.backends("sqlite")  # the Makefile does not touch a database
+
 ROOT = Path(__file__).resolve().parent.parent
 BANNER = "Editable installation"
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.backends("sqlite")  # the README documents the default SQLite installation
+
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_MARK = "<!-- skip-test -->"
 BLOCK = re.compile(r"^```(python|bash)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)

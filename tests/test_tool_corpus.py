@@ -27,6 +27,9 @@ from mt_core import ToolValidationError
 from mt_core.testing import conversation_step, message_text
 from tool_corpus import CASES, HERE, SOURCES, Case
 
+# loading and running tools does not depend on the database (tests/test_tools.py covers storing them on both)
+pytestmark = pytest.mark.backends("sqlite")
+
 ACCEPTED = [case for case in CASES if case.refused is None]
 OFFLINE = [case for case in CASES if case.calls]
 WITH_SECRET = [case for case in CASES if case.secret_attribute]

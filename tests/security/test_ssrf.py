@@ -31,6 +31,9 @@ from mt_core.netguard import (
 )
 from mt_core.testing import ScriptedLLMServer
 
+# the guard sits between runs and the network: no part of it touches the database
+pytestmark = pytest.mark.backends("sqlite")
+
 VARIABLE = "MT_LLM_ALLOWED_NETWORKS"
 ONE_STEP = ["<code>\nfinal_answer('pinned')\n</code>"]
 REAL_GETADDRINFO = socket.getaddrinfo
