@@ -1,11 +1,13 @@
 """Case 4: 1,000 tenants x 100 tools, on SQLite and on PostgreSQL: ``get_tools`` latency,
 ``add_tool`` throughput, database size.
 
-``add_tool`` validates every tool in a child process (tenant code never runs in the caller), so
-its throughput is measured on a sample; the rest of the 100,000 tools are copies of the rows that
-``add_tool`` stored (tool and version), written in one transaction through the storage layer's
-bulk import (the one ``mt db copy`` uses). ``get_tools`` is measured through the public API,
-against the same SELECT on a raw connection (sqlite3, or psycopg without a pool).
+``add_tool`` validates every tool in the local jail (tenant code never runs in the caller; a
+warm pool of forked sandboxes serves the validations), so its throughput is measured on a
+sample, after one warm-up call (plugins loaded, the jail started); the rest of the 100,000 tools
+are copies of the rows that ``add_tool`` stored (tool and version), written in one transaction
+through the storage layer's bulk import (the one ``mt db copy`` uses). ``get_tools`` is measured
+through the public API, against the same SELECT on a raw connection (sqlite3, or psycopg without
+a pool).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .postgres import postgres_database
 NAME = "storage"
 TENANTS = 1000
 TOOLS_PER_TENANT = 100
+ADD_TOOL_TARGET = 50.0  # add_tool calls per second, one after another
 GET_TOOLS_P95_TARGET = 0.005
 # What list_tools reads: a tenant's tools at their latest version (the baseline runs it raw).
 SELECT = (
@@ -96,6 +99,7 @@ def measure(home: Path, database_url: str | None, quick: bool) -> list[Row]:
     core = make_core(home, database_url=database_url)
     dialect = core.storage.dialect
     added: set[tuple[str, str]] = set()
+    core.tenant("warm-up").add_tool("warm_up", TOOL_DESCRIPTION, TOOL_SOURCE)
     started = time.perf_counter()
     for n in range(sample):
         tenant, name = tenant_name(n % TENANTS), f"tool_{n // TENANTS:03d}"
@@ -137,8 +141,10 @@ def measure(home: Path, database_url: str | None, quick: bool) -> list[Row]:
             {"mt_core": f_s, driver: b_s}),
         Row(NAME, f"{dialect}: get_tools(tenant) p50 ({reads} reads, random tenants)", ms(f_s["p50"]), ms(b_s["p50"]),
             f"{ratio(f_s['p50'], b_s['p50']):.2f}"),
-        Row(NAME, f"{dialect}: add_tool throughput (public API, {sample} calls, child-process validation each)",
-            f"{sample / add_seconds:.2f}/s", "", "", "", "info",
+        Row(NAME, f"{dialect}: add_tool throughput (public API, {sample} calls one after another, each validated"
+                  " in the local jail)",
+            f"{sample / add_seconds:.2f}/s", "", "", f">= {ADD_TOOL_TARGET:.0f}/s",
+            "met" if sample / add_seconds >= ADD_TOOL_TARGET else "missed",
             {"calls": sample, "seconds": add_seconds, "per_call_seconds": add_seconds / sample}),
         Row(NAME, f"{dialect}: bulk load of the other {bulk_rows:,} tools (storage import_rows, one transaction)",
             f"{bulk_rows / bulk_seconds:,.0f} tools/s", "", "", "", "info",
