@@ -97,7 +97,6 @@ class GatewayModel(Model):
         self._last_model: Any = None
         self._calls = 0
         self._attempts = 0
-        prices.warm_up()
 
     # -- smolagents' Model interface ------------------------------------------------------------
 
@@ -288,6 +287,7 @@ class _Call:
             reservation = None
             try:
                 model = self.gateway.model_for(link)  # built on first use: not part of the attempt's latency
+                prices.warm_up()  # once per process: loads while the request is in flight, not beside imports
                 reservation = self.gateway.reserve(config, self.messages, timeout)  # before anything is sent
                 started, started_at = self.clock.monotonic(), utcnow()
                 with deadline.limit(started + timeout):

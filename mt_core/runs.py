@@ -181,18 +181,18 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
                                 model=request.llm.model_name)
     agent = model = executor = None
     try:
-        from .gateway import GatewayModel
-
-        model = GatewayModel(request.chain, storage=storage, tenant=request.tenant, run_id=run_id,
-                             settings=request.settings, budgets=request.quota.get("budgets"),
-                             on_attempt=spans.attempt)
         context = ExecutorContext(
             tenant=request.tenant, run_id=run_id, tools=request.tools, authorized_imports=BASE_AUTHORIZED_IMPORTS,
             timeout_seconds=request.step_timeout, settings=request.settings, options=dict(request.executor_options),
             env=dict(request.sandbox_env), max_print_chars=MAX_PRINT_CHARS, sandbox_modules=request.sandbox_modules,
             on_tool_call=ToolCallLog(storage, request.tenant, run_id, request.tools, spans.tool_call),
         )
-        executor = request.executor.factory(context)
+        executor = request.executor.factory(context)  # first, so that a sandbox boots while smolagents loads
+        from .gateway import GatewayModel
+
+        model = GatewayModel(request.chain, storage=storage, tenant=request.tenant, run_id=run_id,
+                             settings=request.settings, budgets=request.quota.get("budgets"),
+                             on_attempt=spans.attempt)
         agent = _assemble(request, executor, model)
         notify("mt_agent_assembled", agent=agent, tenant=request.tenant, run_id=run_id)
         with spans.active():

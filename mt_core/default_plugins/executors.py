@@ -29,6 +29,10 @@ def validate_jail_options(options: dict[str, Any], settings: Any = None) -> None
 
 def build_jailed(context: Any) -> Any:
     """A jailed executor for one run."""
+    from mt_core.sandbox.jail import jail_for_settings
+
+    # The first run of a process boots the jail: let it boot while this process imports smolagents.
+    jail_for_settings(context.settings, context.sandbox_modules).warm()
     from mt_core.sandbox.local import JailedExecutor
 
     return JailedExecutor(context)

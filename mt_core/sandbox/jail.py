@@ -487,14 +487,25 @@ class Jail:
                 else:
                     self._ready.append(forked)
 
-    def spawn(self, limits: JailLimits, env: dict[str, str] | None = None) -> JailedProcess:
-        """A new confined process serving one session, with ``env`` as its environment's extras."""
-        ready = self._take_ready(limits.tmpfs_bytes)
+    def _ensure_pool(self) -> None:
         if self._pool_thread is None and not self._closed:
             with self._pool_lock:
                 if self._pool_thread is None:
                     self._pool_thread = threading.Thread(target=self._refill, name="mt-jail-pool", daemon=True)
                     self._pool_thread.start()
+
+    def warm(self) -> None:
+        """Start the fork server and fill the pool in the background, without waiting: a caller
+        that will spawn soon lets the jail boot (about 0.4 s, mostly importing smolagents inside)
+        while it does its own work."""
+        if not self._closed and (self._control is None or not self._ready):
+            self._ensure_pool()
+            self._pool_wanted.set()
+
+    def spawn(self, limits: JailLimits, env: dict[str, str] | None = None) -> JailedProcess:
+        """A new confined process serving one session, with ``env`` as its environment's extras."""
+        ready = self._take_ready(limits.tmpfs_bytes)
+        self._ensure_pool()
         host, pid, group = ready if ready is not None else self._fork(limits.tmpfs_bytes)
         process = JailedProcess(host, pid, group)
         try:
@@ -552,6 +563,20 @@ _jails: dict[tuple[Any, ...], Jail] = {}
 _keys: dict[tuple[Any, ...], tuple[str, ...]] = {}
 _jails_lock = threading.Lock()
 _atexit_registered = False
+
+
+def hidden_paths(settings: Any) -> list[Path]:
+    """What a jail must never show: the data directory (and the database's, when elsewhere)."""
+    paths = [Path(settings.home).absolute()]
+    database = getattr(settings, "database_path", None)
+    if database is not None:
+        paths.append(Path(database).absolute().parent)
+    return paths
+
+
+def jail_for_settings(settings: Any, modules: list[str] | tuple[str, ...]) -> Jail:
+    """The jail of an installation's ``settings`` whose runs may import the plugin ``modules``."""
+    return jail_for(hidden_paths(settings), list(modules))
 
 
 def jail_for(hidden: list[Path], modules: list[str]) -> Jail:

@@ -8,29 +8,19 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from smolagents.local_python_executor import CodeOutput, LocalPythonExecutor, PythonExecutor
 
 from ..errors import ExecutorAbort, SandboxCrashed, SandboxError, StepTimeout
-from .jail import JailedProcess, JailLimits, jail_for
+from .jail import JailedProcess, JailLimits, hidden_paths, jail_for_settings
 from .limits import jail_limits
 from .remote import RemoteExecutor, SandboxStepError
 
 
-def hidden_paths(settings: Any) -> list[Path]:
-    """What a jail must never show: the data directory (and the database's, when elsewhere)."""
-    paths = [Path(settings.home).absolute()]
-    database = getattr(settings, "database_path", None)
-    if database is not None:
-        paths.append(Path(database).absolute().parent)
-    return paths
-
-
 def open_jailed(settings: Any, modules: tuple[str, ...], limits: JailLimits, env: dict[str, str]) -> JailedProcess:
     """A confined session process of the jail for ``settings``."""
-    return jail_for(hidden_paths(settings), list(modules)).spawn(limits, env)
+    return jail_for_settings(settings, modules).spawn(limits, env)
 
 
 class JailedExecutor(RemoteExecutor):
