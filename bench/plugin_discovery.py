@@ -88,6 +88,7 @@ def run(quick: bool) -> list[Row]:
             site = root / f"site-{count}"
             make_plugins(site, count)
             warm_home = root / f"home-warm-{count}"
+            warm_home.mkdir()  # an installation in use has its data directory (the cache goes inside)
             first = child(LOAD_CHILD, site, str(warm_home))  # writes bytecode and the cache, if there is one
             if first["loaded"] != count:
                 raise RuntimeError(f"{count} dummy plugins installed, {first['loaded']} loaded: {first['errors']}")
@@ -96,7 +97,9 @@ def run(quick: bool) -> list[Row]:
                 modes = ["cold", "warm", "scan"] if index % 2 == 0 else ["scan", "warm", "cold"]
                 for mode in modes:
                     if mode == "cold":
-                        result = child(LOAD_CHILD, site, str(root / f"home-cold-{count}-{index}"))
+                        cold_home = root / f"home-cold-{count}-{index}"
+                        cold_home.mkdir()
+                        result = child(LOAD_CHILD, site, str(cold_home))
                     elif mode == "warm":
                         result = child(LOAD_CHILD, site, str(warm_home))
                     else:
