@@ -5,8 +5,12 @@ throwaway server started like the tests do (``tests/pg_server.py``: the machine'
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from .common import Row
 
 
 @contextmanager
@@ -34,3 +38,16 @@ def postgres_database() -> Iterator[str | None]:
         yield server.create_database(migrated=False)
     finally:
         server.stop()
+
+
+def on_both_backends(case: str, measure: Callable[[Path, str | None, bool], list[Row]], quick: bool) -> list[Row]:
+    """``measure(folder, database_url, quick)`` on SQLite (``database_url=None``), then on
+    PostgreSQL when a server is at hand (a ``skipped`` row otherwise)."""
+    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
+        rows = measure(Path(tmp) / "sqlite", None, quick)
+        with postgres_database() as url:
+            if url is None:
+                rows.append(Row(case, "postgresql: no server (see above)", "", "", "", "", "skipped"))
+            else:
+                rows += measure(Path(tmp) / "postgresql", url, quick)
+    return rows

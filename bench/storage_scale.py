@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .common import TOOL_DESCRIPTION, TOOL_SOURCE, Row, make_core, ms, ratio, summary
-from .postgres import postgres_database
+from .postgres import on_both_backends
 
 NAME = "storage"
 TENANTS = 1000
@@ -156,11 +155,4 @@ def measure(home: Path, database_url: str | None, quick: bool) -> list[Row]:
 
 def run(quick: bool) -> list[Row]:
     """Measure and return the rows of case 4, on SQLite and (when a server is at hand) PostgreSQL."""
-    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
-        rows = measure(Path(tmp) / "sqlite", None, quick)
-        with postgres_database() as url:
-            if url is None:
-                rows.append(Row(NAME, "postgresql: no server (see above)", "", "", "", "", "skipped"))
-            else:
-                rows += measure(Path(tmp) / "postgresql", url, quick)
-    return rows
+    return on_both_backends(NAME, measure, quick)
