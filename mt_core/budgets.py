@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import QuotaExceededError
 from .prices import format_usd
-from .storage import BudgetLimits
+from .storage.base import BudgetLimits
 
 BUDGETS = ("budget_usd_per_day", "budget_usd_per_month", "tokens_per_day")
 RESERVATION_SLACK_SECONDS = 60.0  # how long past its own deadline a reservation still counts
