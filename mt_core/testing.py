@@ -31,7 +31,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -119,6 +120,35 @@ def allow_loopback_llm_servers(environ: MutableMapping[str, str] | None = None) 
         return False
     environment[ALLOWED_NETWORKS_VARIABLE] = LOOPBACK_NETWORKS
     return True
+
+
+class FakeDNS:
+    """A ``socket.getaddrinfo`` for tests of the SSRF guard: it answers the test's own names, each
+    with a list of addresses or a function of the call's number (``lambda call: [...]``, for DNS
+    rebinding), and counts the lookups in :attr:`calls`. Numeric hosts go to the real
+    ``getaddrinfo`` with ``AI_NUMERICHOST`` and any other name fails, so no query leaves the host.
+
+        monkeypatch.setattr(socket, "getaddrinfo", FakeDNS({"llm.attacker.test": ["127.0.0.1"]}))
+    """
+
+    def __init__(self, answers: Mapping[str, list[str] | Callable[[int], list[str]]]) -> None:
+        self.answers = dict(answers)
+        self.calls: Counter[str] = Counter()
+        self._real = socket.getaddrinfo
+
+    def __call__(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,  # noqa: A002
+                 flags: int = 0) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name in self.answers and not flags & socket.AI_NUMERICHOST:
+            self.calls[name] += 1
+            answer = self.answers[name]
+            addresses = answer(self.calls[name]) if callable(answer) else answer
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port or 0), 0, 0)) if ":" in a
+                else (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port or 0)))
+                for a in addresses
+            ]
+        return self._real(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
 
 
 def conversation_step(body: dict[str, Any]) -> int:

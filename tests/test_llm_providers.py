@@ -10,7 +10,7 @@ import pytest
 
 from conftest import API_KEY, make_settings
 from mt_core import BlockedAddressError, FieldSpec, LLMConfigError, MTCore, RunError, hookimpl
-from mt_core.testing import in_order
+from mt_core.testing import FakeDNS, in_order
 
 # providers build models; storing configurations is covered on both backends by tests/test_llms.py
 pytestmark = pytest.mark.backends("sqlite")
@@ -118,26 +118,12 @@ def test_huggingface_defaults_to_the_router_and_never_reads_hf_token(core, monke
         model.client.close()
 
 
-class FakeDNS:
-    """``socket.getaddrinfo`` that answers one name with a loopback address."""
-
-    def __init__(self, name: str, address: str) -> None:
-        self.name, self.address, self.real = name, address, socket.getaddrinfo
-        self.calls = 0
-
-    def __call__(self, host, port, family=0, type=0, proto=0, flags=0):
-        if host == self.name and not flags & socket.AI_NUMERICHOST:
-            self.calls += 1
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.address, port or 0))]
-        return self.real(host, port, family, type, proto, flags)
-
-
 @pytest.mark.parametrize("provider", ["azure_openai", "huggingface", "openai"])
 def test_every_built_in_provider_goes_through_the_ssrf_guard(tmp_path, llm_server, monkeypatch, provider):
     """A name that resolves to loopback is refused when the request connects, for each provider;
     the server is never reached and the refusal is not retried."""
     server = llm_server(script=[FINAL])
-    dns = FakeDNS("llm.attacker.test", "127.0.0.1")
+    dns = FakeDNS({"llm.attacker.test": ["127.0.0.1"]})
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     core = MTCore(settings=make_settings(tmp_path / "home", llm_allowed_networks=()))
     acme = core.tenant("acme")
@@ -150,7 +136,7 @@ def test_every_built_in_provider_goes_through_the_ssrf_guard(tmp_path, llm_serve
 
     assert isinstance(error, RunError) and server.requests == []
     assert "resolves to 127.0.0.1, a loopback address" in str(error) and "MT_LLM_ALLOWED_NETWORKS" in str(error)
-    assert dns.calls == 1
+    assert dns.calls["llm.attacker.test"] == 1
     assert [(c["outcome"], c["error_type"]) for c in record["llm_calls"]] == [("failed", "BlockedAddressError")]
 
 

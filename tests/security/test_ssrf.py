@@ -29,7 +29,7 @@ from mt_core import BlockedAddressError, LLMConfigError, MTCore, RunError, Setti
 from mt_core.netguard import (
     NetworkPolicy, check_url, classify, embedded_ipv4, guarded_http_client, literal_address, parse_networks,
 )
-from mt_core.testing import ScriptedLLMServer
+from mt_core.testing import FakeDNS, ScriptedLLMServer
 
 # the guard sits between runs and the network: no part of it touches the database
 pytestmark = pytest.mark.backends("sqlite")
@@ -121,28 +121,6 @@ def _loopback_pair(open_: Callable[..., Listener]) -> tuple[Listener, Listener |
     raise RuntimeError("no port free on both 127.0.0.1 and ::1")
 
 
-class FakeDNS:
-    """``socket.getaddrinfo`` that answers the test's own names; numeric hosts go to the real one
-    with ``AI_NUMERICHOST`` (no DNS query), and any other name fails: no query leaves the host."""
-
-    def __init__(self, **answers: Callable[[int], list[str]] | list[str]) -> None:
-        self.answers = {name.replace("_", "."): answer for name, answer in answers.items()}
-        self.calls: Counter[str] = Counter()
-
-    def __call__(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:  # noqa: A002
-        name = host.decode() if isinstance(host, bytes) else host
-        if name in self.answers and not flags & socket.AI_NUMERICHOST:
-            self.calls[name] += 1
-            answer = self.answers[name]
-            addresses = answer(self.calls[name]) if callable(answer) else answer
-            return [
-                (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port or 0), 0, 0)) if ":" in a
-                else (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port or 0)))
-                for a in addresses
-            ]
-        return REAL_GETADDRINFO(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
-
-
 @pytest.fixture
 def make_core(tmp_path: Path) -> Iterator[Callable[..., MTCore]]:
     """Installations whose LLM requests may reach only ``allowed`` networks (default: public only)."""
@@ -216,7 +194,7 @@ def test_other_non_public_literals_are_refused_at_add_llm(make_core, host, addre
 
 
 def test_add_llm_looks_up_no_name(make_core, monkeypatch):
-    dns = FakeDNS(llm_attacker_test=["127.0.0.1"])
+    dns = FakeDNS({"llm.attacker.test": ["127.0.0.1"]})
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     acme = make_core().tenant("acme")
     acme.add_llm(base_url="https://llm.attacker.test/v1", api_key=API_KEY, model_name="m")
@@ -240,7 +218,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_run_time(make_core, listener
     other = listeners("127.0.0.2", v4.port)
     if ":" in answer[0] and v6 is None:
         pytest.skip("no IPv6 loopback")
-    dns = FakeDNS(llm_attacker_test=answer)
+    dns = FakeDNS({"llm.attacker.test": answer})
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     # only 127.0.0.2 is allowed: an answer that mixes it with a refused address is refused whole
     acme = make_core(("127.0.0.2/32",)).tenant("acme")
@@ -257,7 +235,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_run_time(make_core, listener
 
 def test_a_refusal_is_not_retried(make_core, listeners, monkeypatch):
     target = listeners()
-    dns = FakeDNS(llm_attacker_test=["127.0.0.1"])
+    dns = FakeDNS({"llm.attacker.test": ["127.0.0.1"]})
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     acme = make_core().tenant("acme")
     llm_id = acme.add_llm(
@@ -287,7 +265,7 @@ class _Redirector(BaseHTTPRequestHandler):
 @pytest.mark.parametrize("target_host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "llm.attacker.test"])
 def test_a_redirect_to_a_refused_address_is_refused(make_core, listeners, monkeypatch, target_host):
     target = listeners("127.0.0.1")
-    monkeypatch.setattr(socket, "getaddrinfo", FakeDNS(llm_attacker_test=["127.0.0.1"]))
+    monkeypatch.setattr(socket, "getaddrinfo", FakeDNS({"llm.attacker.test": ["127.0.0.1"]}))
     handler = type("Redirector", (_Redirector,), {
         "location": f"http://{target_host}:{target.port}/v1/chat/completions", "hits": [],
     })
@@ -322,7 +300,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(make_core, listener
     else:
         pytest.fail("no port free on both 127.0.0.2 and 127.0.0.1")
     port = server.port
-    dns = FakeDNS(llm_rebind_test=lambda call: ["127.0.0.2"] if call == 1 else ["127.0.0.1"])
+    dns = FakeDNS({"llm.rebind.test": lambda call: ["127.0.0.2"] if call == 1 else ["127.0.0.1"]})
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     try:
         acme = make_core(("127.0.0.2/32",)).tenant("acme")
@@ -424,7 +402,8 @@ def test_tls_verifies_the_certificate_and_sends_sni_for_the_host_name(tmp_path, 
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    monkeypatch.setattr(socket, "getaddrinfo", FakeDNS(llm_tls_test=["127.0.0.2"], other_tls_test=["127.0.0.2"]))
+    dns = FakeDNS({"llm.tls.test": ["127.0.0.2"], "other.tls.test": ["127.0.0.2"]})
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
     policy = NetworkPolicy.from_strings(["127.0.0.2/32"])
     trust = ssl.create_default_context(cafile=str(cert))
     try:
@@ -441,7 +420,7 @@ def test_tls_verifies_the_certificate_and_sends_sni_for_the_host_name(tmp_path, 
 
 def test_check_url_resolves_and_checks_without_connecting(listeners, monkeypatch):
     target = listeners("127.0.0.1")
-    monkeypatch.setattr(socket, "getaddrinfo", FakeDNS(llm_attacker_test=["8.8.8.8", "127.0.0.1"]))
+    monkeypatch.setattr(socket, "getaddrinfo", FakeDNS({"llm.attacker.test": ["8.8.8.8", "127.0.0.1"]}))
     with pytest.raises(BlockedAddressError, match="host 'llm.attacker.test' resolves to 127.0.0.1, a loopback"):
         check_url(f"http://llm.attacker.test:{target.port}/v1", NetworkPolicy())
     check_url(f"http://llm.attacker.test:{target.port}/v1", NetworkPolicy.from_strings(["127.0.0.1/32"]))

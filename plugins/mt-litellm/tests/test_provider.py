@@ -7,8 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from mt_core.errors import BlockedAddressError
 from mt_core.llms import LLMConfig
 from mt_core.netguard import NetworkPolicy
 from mt_core.plugins import Plugins
-from mt_core.testing import ScriptedLLMServer
+from mt_core.testing import FakeDNS, ScriptedLLMServer
 
 API_KEY = "sk-litellm-test-0123456789"
 HI = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
@@ -109,27 +108,6 @@ def test_importing_the_plugin_does_not_import_litellm() -> None:
 
 # -- the SSRF guard ----------------------------------------------------------------------------
 # Only loopback is ever connected to: refused endpoints are names a fake getaddrinfo answers.
-
-REAL_GETADDRINFO = socket.getaddrinfo
-
-
-class FakeDNS:
-    """``socket.getaddrinfo`` answering the test's names (a list, or a function of the call's
-    number); numeric hosts go to the real one with ``AI_NUMERICHOST`` (no DNS query), any other
-    name fails."""
-
-    def __init__(self, answers: dict[str, list[str] | Callable[[int], list[str]]]) -> None:
-        self.answers = answers
-        self.calls: Counter[str] = Counter()
-
-    def __call__(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:  # noqa: A002
-        name = host.decode() if isinstance(host, bytes) else host
-        if name in self.answers and not flags & socket.AI_NUMERICHOST:
-            self.calls[name] += 1
-            answer = self.answers[name]
-            addresses = answer(self.calls[name]) if callable(answer) else answer
-            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port or 0))) for a in addresses]
-        return REAL_GETADDRINFO(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
 
 
 @pytest.fixture
