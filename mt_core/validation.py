@@ -9,11 +9,17 @@ import ast
 import builtins
 import keyword
 import re
+import threading
 from collections.abc import Callable
 from urllib.parse import urlparse
 
 from .errors import LLMConfigError, TenantError, ToolValidationError, ValidationError
 from .netguard import NetworkPolicy, check_literal_url
+
+# CPython 3.11 keeps the AST constructor's recursion depth where two threads parsing at once can
+# both change it: one of them then fails with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython#106905). add_tool parses in the caller's thread, so parses take turns.
+_PARSE_LOCK = threading.Lock()
 
 TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -158,7 +164,8 @@ def check_tool_source(code: object, *, max_bytes: int) -> str:
     if len(text.encode("utf-8")) > max_bytes:
         raise ToolValidationError(f"is larger than {max_bytes} bytes")
     try:
-        ast.parse(text, filename="<tool>")
+        with _PARSE_LOCK:
+            ast.parse(text, filename="<tool>")
     except SyntaxError as exc:
         raise ToolValidationError(f"is not valid Python: {exc.msg}", line=exc.lineno) from None
     except (ValueError, RecursionError, MemoryError) as exc:
