@@ -31,11 +31,11 @@ def build_jailed(context: Any) -> Any:
     """A jailed executor for one run."""
     from mt_core.sandbox.jail import jail_for_settings
 
-    # The first run of a process boots the jail: let it boot while this process imports smolagents.
-    jail_for_settings(context.settings, context.sandbox_modules).warm()
+    jail = jail_for_settings(context.settings, context.sandbox_modules)
+    jail.warm()  # the first run of a process boots the jail: let it boot while this process imports smolagents
     from mt_core.sandbox.local import JailedExecutor
 
-    return JailedExecutor(context)
+    return JailedExecutor(context, jail)
 
 
 def build_in_process(context: Any) -> Any:

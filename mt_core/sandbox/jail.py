@@ -71,6 +71,13 @@ class JailLimits:
     tmpfs_bytes: int = 64 << 20
     open_files: int = 256
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> "JailLimits":
+        """The operator's limits (``MT_SANDBOX_MEMORY``, ``MT_SANDBOX_PIDS``, ``MT_SANDBOX_TMPFS``)."""
+        return cls(memory_bytes=getattr(settings, "sandbox_memory_bytes", cls.memory_bytes),
+                   pids=getattr(settings, "sandbox_pids", cls.pids),
+                   tmpfs_bytes=getattr(settings, "sandbox_tmpfs_bytes", cls.tmpfs_bytes))
+
     def as_dict(self) -> dict[str, int]:
         """The limits as sent to the run process."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -380,11 +387,14 @@ class Jail:
     Args:
         hidden: host paths that must never be visible inside (data directories).
         modules: entry points (``module:attr``) of the plugins whose package tools runs may use.
+        defaults: the operator's limits, which the processes forked ahead of time are made for (a
+            run with other limits changes its process's cgroup, or forks its own for another /tmp).
     """
 
-    def __init__(self, hidden: list[Path], modules: list[str]) -> None:
+    def __init__(self, hidden: list[Path], modules: list[str], defaults: JailLimits | None = None) -> None:
         self.hidden = hidden
         self.modules = modules
+        self.defaults = defaults or JailLimits()
         self._lock = threading.Lock()
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -448,7 +458,7 @@ class Jail:
         finally:
             child.close()
         pid = _hello(host)
-        group = RunGroup.create(JailLimits.memory_bytes, JailLimits.pids)
+        group = RunGroup.create(self.defaults.memory_bytes, self.defaults.pids)
         if group is not None:  # moving a process into a cgroup takes milliseconds: done before a run needs it
             try:
                 group.add(pid)
@@ -459,7 +469,7 @@ class Jail:
 
     def _take_ready(self, tmpfs_bytes: int) -> tuple[socket.socket, int, RunGroup | None] | None:
         """A process forked ahead of time (waiting for its limits), if one is ready."""
-        if tmpfs_bytes != JailLimits.tmpfs_bytes:
+        if tmpfs_bytes != self.defaults.tmpfs_bytes:
             return None
         with self._pool_lock:
             found = self._ready.popleft() if self._ready else None
@@ -476,7 +486,7 @@ class Jail:
                     self._pool_wanted.clear()
                     continue
             try:
-                forked = self._fork(JailLimits.tmpfs_bytes)
+                forked = self._fork(self.defaults.tmpfs_bytes)
             except Exception:  # noqa: BLE001 - runs fork their own meanwhile; try again later
                 logger.debug("jail pool: fork failed", exc_info=True)
                 time.sleep(1.0)
@@ -509,7 +519,8 @@ class Jail:
         host, pid, group = ready if ready is not None else self._fork(limits.tmpfs_bytes)
         process = JailedProcess(host, pid, group)
         try:
-            if group is not None and (limits.memory_bytes, limits.pids) != (JailLimits.memory_bytes, JailLimits.pids):
+            defaults = self.defaults
+            if group is not None and (limits.memory_bytes, limits.pids) != (defaults.memory_bytes, defaults.pids):
                 group.set_limits(limits.memory_bytes, limits.pids)
             deadline = time.monotonic() + SPAWN_TIMEOUT
             process.send({"go": {"limits": limits.as_dict(), "env": dict(env or {})}}, deadline)
@@ -576,20 +587,22 @@ def hidden_paths(settings: Any) -> list[Path]:
 
 def jail_for_settings(settings: Any, modules: list[str] | tuple[str, ...]) -> Jail:
     """The jail of an installation's ``settings`` whose runs may import the plugin ``modules``."""
-    return jail_for(hidden_paths(settings), list(modules))
+    return jail_for(hidden_paths(settings), list(modules), JailLimits.from_settings(settings))
 
 
-def jail_for(hidden: list[Path], modules: list[str]) -> Jail:
+def jail_for(hidden: list[Path], modules: list[str], defaults: JailLimits | None = None) -> Jail:
     """The jail (one per distinct configuration in this process), started on first spawn."""
     global _atexit_registered
+    defaults = defaults or JailLimits()
     lookup = (tuple(str(p) for p in hidden), tuple(sorted(modules)), tuple(sys.path), os.geteuid())
-    key = _keys.get(lookup)
-    if key is None:  # what the jail sees and runs: a new sys.path entry may change it
-        key = _keys[lookup] = tuple(bwrap_command(hidden=hidden, modules=sorted(modules), control_fd=-1))
+    command = _keys.get(lookup)
+    if command is None:  # what the jail sees and runs: a new sys.path entry may change it
+        command = _keys[lookup] = tuple(bwrap_command(hidden=hidden, modules=sorted(modules), control_fd=-1))
+    key = (command, defaults)
     with _jails_lock:
         found = _jails.get(key)
         if found is None:
-            found = _jails[key] = Jail(hidden, modules)
+            found = _jails[key] = Jail(hidden, modules, defaults)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -29,11 +30,7 @@ def parse_size(value: object) -> int:
 def jail_limits(settings: Any, options: dict[str, Any] | None = None) -> JailLimits:
     """The limits of one jailed run: the operator's (``MT_SANDBOX_MEMORY``, ``MT_SANDBOX_PIDS``,
     ``MT_SANDBOX_TMPFS``), each lowered by the tenant's option of the same meaning."""
-    base = JailLimits(
-        memory_bytes=getattr(settings, "sandbox_memory_bytes", JailLimits.memory_bytes),
-        pids=getattr(settings, "sandbox_pids", JailLimits.pids),
-        tmpfs_bytes=getattr(settings, "sandbox_tmpfs_bytes", JailLimits.tmpfs_bytes),
-    )
+    base = JailLimits.from_settings(settings)
     values = {"memory_bytes": base.memory_bytes, "pids": base.pids, "tmpfs_bytes": base.tmpfs_bytes}
     for name, value in (options or {}).items():
         if name not in KNOWN_OPTIONS:
@@ -53,4 +50,4 @@ def jail_limits(settings: Any, options: dict[str, Any] | None = None) -> JailLim
         if number > values[field]:
             raise ValueError(f"option {name!r}: {value!r} is above the operator's limit ({values[field]})")
         values[field] = number
-    return JailLimits(memory_bytes=values["memory_bytes"], pids=values["pids"], tmpfs_bytes=values["tmpfs_bytes"])
+    return dataclasses.replace(base, **values)

@@ -13,7 +13,7 @@ from typing import Any
 from smolagents.local_python_executor import CodeOutput, LocalPythonExecutor, PythonExecutor
 
 from ..errors import ExecutorAbort, SandboxCrashed, SandboxError, StepTimeout
-from .jail import JailedProcess, JailLimits, hidden_paths, jail_for_settings
+from .jail import Jail, JailedProcess, JailLimits, hidden_paths, jail_for_settings
 from .limits import jail_limits
 from .remote import RemoteExecutor, SandboxStepError
 
@@ -24,12 +24,18 @@ def open_jailed(settings: Any, modules: tuple[str, ...], limits: JailLimits, env
 
 
 class JailedExecutor(RemoteExecutor):
-    """One run's code and tools in a process of the local jail, killed at the end of the run."""
+    """One run's code and tools in a process of the local jail, killed at the end of the run.
 
-    def __init__(self, context: Any) -> None:
+    Args:
+        context: the run's :class:`~mt_core.executors.ExecutorContext`.
+        jail: the jail of the run's installation (default: looked up from the context).
+    """
+
+    def __init__(self, context: Any, jail: Jail | None = None) -> None:
         super().__init__(context)
         limits = jail_limits(context.settings, context.options)
-        self.process = open_jailed(context.settings, context.sandbox_modules, limits, dict(context.env))
+        jail = jail or jail_for_settings(context.settings, context.sandbox_modules)
+        self.process = jail.spawn(limits, dict(context.env))
         try:
             self.start()
         except BaseException:

@@ -340,3 +340,36 @@ def test_the_jail_sees_no_data_directory_even_inside_a_bound_path(tmp_path):
     home = Path(sys.prefix) / ".mt-home-inside-prefix"
     command = bwrap_command(hidden=[home], modules=[], control_fd=3)
     assert command[command.index(str(home)) - 1] == "--tmpfs"
+
+
+def test_runs_under_the_operators_limits_are_served_by_the_pool(tmp_path, llm_server):
+    """The processes the jail forks ahead of time are made for the operator's limits
+    (MT_SANDBOX_TMPFS and the like), not for the built-in defaults: runs take them, and get that /tmp."""
+    from mt_core.sandbox.jail import POOL_SIZE, JailLimits, jail_for_settings
+    from mt_core.sandbox.limits import jail_limits
+
+    settings = make_settings(tmp_path / "home", sandbox_tmpfs_bytes=32 << 20, sandbox_memory_bytes=768 << 20)
+    core = MTCore(settings=settings)
+    try:
+        acme = core.tenant("acme")
+        source = ('def tmp_size() -> int:\n    """Size of /tmp."""\n    import os\n'
+                  '    found = os.statvfs("/tmp")\n    return found.f_blocks * found.f_frsize\n')
+        tool_id = acme.add_tool("tmp_size", "Size of /tmp.", source)
+        llm_id = acme.add_llm(base_url=llm_server(["<code>\nfinal_answer(tmp_size())\n</code>"]).base_url,
+                              api_key=API_KEY, model_name="m")
+        assert acme.run_query([tool_id], llm_id, "size?", use_docker=False).output == 32 << 20
+
+        jail = jail_for_settings(core.settings, ())
+        assert jail.defaults == JailLimits.from_settings(core.settings) != JailLimits()
+        deadline = time.monotonic() + 10
+        while len(jail._ready) < POOL_SIZE and time.monotonic() < deadline:
+            time.sleep(0.02)
+        forked_ahead = {pid for _, pid, _ in list(jail._ready)}
+        assert len(forked_ahead) == POOL_SIZE
+        process = jail.spawn(jail_limits(core.settings))  # the operator's limits: a process forked ahead
+        try:
+            assert process.pid in forked_ahead
+        finally:
+            process.kill()
+    finally:
+        core.close()
