@@ -79,11 +79,7 @@ class FieldSpec:
         if not _type_ok(value, self.types):
             return f"must be {self.describe()}, got {shown}"
         if isinstance(value, str):
-            if len(value) > MAX_TEXT_LENGTH:
-                return f"is {len(value)} characters long; the limit is {MAX_TEXT_LENGTH}"
-            if "\x00" in value:
-                return "must not contain NUL bytes"
-            return None
+            return text_problem(value, MAX_TEXT_LENGTH)
         if isinstance(value, bool):
             return None
         number = float(value)  # type: ignore[arg-type]
@@ -94,6 +90,20 @@ class FieldSpec:
         if self.maximum is not None and number > self.maximum:
             return f"must be {self.describe()}, got {shown}"
         return None
+
+
+
+def text_problem(value: str, max_length: int) -> str | None:
+    """Why the text ``value`` is refused (too long, a NUL byte, a lone surrogate), or None."""
+    if len(value) > max_length:
+        return f"is {len(value)} characters long; the limit is {max_length}"
+    if "\x00" in value:
+        return "must not contain NUL bytes"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 text"
+    return None
 
 
 ANY = FieldSpec()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from .errors import LLMConfigError, TenantError, ToolValidationError, ValidationError
+from .fields import text_problem
 from .netguard import NetworkPolicy, check_literal_url
 
 # CPython 3.11 keeps the AST constructor's recursion depth where two threads parsing at once can
@@ -62,14 +63,9 @@ def check_text(
         raise error(field, f"must be a string, got {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise error(field, "must not be empty")
-    if len(value) > max_length:
-        raise error(field, f"is {len(value)} characters long; the limit is {max_length}")
-    if "\x00" in value:
-        raise error(field, "must not contain NUL bytes")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise error(field, "is not valid UTF-8 text") from None
+    problem = text_problem(value, max_length)
+    if problem is not None:
+        raise error(field, problem)
     return value
 
 

@@ -54,6 +54,8 @@ def test_llm_name_defaults_to_model_name_and_must_be_unique(core):
         ({"colour": "blue"}, "colour: is not a field of provider 'openai'"),
         ({"temperature": [1]}, "temperature: must be a number from 0 to 2, got list"),
         ({"organization": [1]}, "organization: must be a string, got list"),
+        ({"organization": "org\x00"}, "organization: must not contain NUL bytes"),
+        ({"organization": "org\ud800"}, "organization: is not valid UTF-8 text"),
     ],
 )
 def test_invalid_configurations_are_rejected_and_nothing_is_stored(core, kwargs, message):
