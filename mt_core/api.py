@@ -6,6 +6,7 @@ Each function takes ``tenant=`` (default ``"default"``) and acts on the installa
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from typing import Any
@@ -33,7 +34,7 @@ def configure(
         unknown = sorted(set(values) - set(Settings.names()))
         if unknown:
             raise ValidationError(unknown[0], f"is not a setting (settings: {', '.join(Settings.names())})")
-        settings = Settings(**{**(settings or Settings.from_env()).__dict__, **values})
+        settings = dataclasses.replace(settings or Settings.from_env(), **values)
     core = MTCore(home, settings=settings, tracer_provider=tracer_provider)
     with _lock:
         previous, _default = _default, core

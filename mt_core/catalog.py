@@ -89,7 +89,7 @@ def check_own_tool_name(storage: Storage, tenant: str, name: str) -> None:
 
 def check_package_tool_name(storage: Storage, tenant: str, name: str) -> None:
     """Refuse to enable a package tool whose name one of the tenant's own tools has."""
-    own = next((row for row in storage.list_tools(tenant) if row["name"] == name), None)
+    own = storage.find_tool(tenant, name)
     if own is not None:
         raise ConflictError(
             f"this tenant's own tool {own['id']} is named {name!r}, so the package tool {name!r}"
@@ -135,10 +135,6 @@ class Catalog:
                     self.storage.record_catalog(changed)
                 self._local = local
         return self._local
-
-    def sync(self) -> None:
-        """Record this process's package tools in the database (once)."""
-        self.local()
 
     def all(self) -> list[dict[str, Any]]:
         """Every package tool recorded by any process, with whether this process can run it."""

@@ -218,6 +218,8 @@ def tools_delete(core: MTCore, tool_id: str, tenant: str) -> None:
     """Delete one of a tenant's tools (every version)."""
     core.tenant(tenant).delete_tool(tool_id)
     click.echo(f"deleted {tool_id}")
+
+
 _add_show_and_delete(runs, "run", "get_run", None)
 
 

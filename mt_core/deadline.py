@@ -37,12 +37,6 @@ def remaining() -> float | None:
     return None if until is None else until - time.monotonic()
 
 
-def expired() -> bool:
-    """Whether a deadline is set and has passed."""
-    left = remaining()
-    return left is not None and left <= 0
-
-
 def clamp_timeouts(extensions: dict[str, Any]) -> None:
     """Cut an httpx request's ``timeout`` extension (connect/read/write/pool seconds) to the
     time left, in place; nothing when no deadline is set."""

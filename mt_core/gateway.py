@@ -44,6 +44,7 @@ from .ids import new_id
 from .llm_cache import cache_key, decode_reply, encode_reply, is_deterministic
 from .llm_errors import Failure, classify
 from .llms import ChainLink, LLMChain, LLMConfig
+from .secrets import redact
 from .storage import BudgetLimits, LLMAttemptRow, Storage, utcnow
 
 logger = logging.getLogger(__name__)
@@ -201,10 +202,7 @@ class GatewayModel(Model):
 
     def redact(self, text: str) -> str:
         """``text`` without any key of the chain."""
-        for secret in self.chain.secrets():
-            if len(secret) >= 4:
-                text = text.replace(secret, "[REDACTED]")
-        return text
+        return redact(text, self.chain.secrets())
 
 
 class _Call:

@@ -28,8 +28,9 @@ from . import owners, telemetry
 from .ids import new_id
 from .limits import Limits, exceeded
 from .llms import LLMChain, LLMConfig
-from .plugins import Executor, Provider
-from .storage import RunQuota, Storage, utcnow
+from .plugins import Executor
+from .secrets import redact
+from .storage import RunQuota, RunRow, Storage, utcnow
 from .usage import ToolCallLog
 from .validation import check_text
 
@@ -70,11 +71,6 @@ class RunRequest:
     def llm(self) -> LLMConfig:
         """The LLM configuration the run names (the first of its chain)."""
         return self.chain.primary
-
-    @property
-    def provider(self) -> Provider:
-        """The provider of :attr:`llm`."""
-        return self.chain.links[0].provider
 
 
 @dataclass(frozen=True, repr=False)
@@ -201,7 +197,7 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
             raise model.budget_stop
     except (Exception, ExecutorAbort) as exc:  # every failure becomes a recorded, readable run error
         stop = model.budget_stop if model is not None else None
-        message = str(stop) if stop is not None else _redact(describe_failure(exc, request.llm), secrets)
+        message = str(stop) if stop is not None else redact(describe_failure(exc, request.llm), secrets)
         status = "budget_exceeded" if stop is not None else "timeout" if is_timeout(exc) else "failed"
         _finish(request, storage, notify, run_id, started, spans, status=status, error=message)
         logger.info("run %s for tenant %s %s", run_id, request.tenant, status)
@@ -219,7 +215,7 @@ def execute(request: RunRequest, storage: Storage, notify: Callable[..., None]) 
     trace = [dict(step) for step in (outcome.steps or []) if "system_prompt" not in step]
     steps = sum(1 for step in trace if "step_number" in step)
     record = _finish(
-        request, storage, notify, run_id, started, spans, status=status, output=_redact(str(outcome.output), secrets),
+        request, storage, notify, run_id, started, spans, status=status, output=redact(str(outcome.output), secrets),
         usage=usage, steps=steps,
     )
     return QueryResult(
@@ -278,7 +274,7 @@ class _RedactingWriter:
         self.stream, self.secrets = stream, secrets
 
     def write(self, text: str) -> int:
-        return self.stream.write(_redact(text, self.secrets))
+        return self.stream.write(redact(text, self.secrets))
 
     def flush(self) -> None:
         self.stream.flush()
@@ -294,22 +290,22 @@ def _finish(
 ) -> dict[str, Any]:
     """Store a run's outcome, end its span, tell the plugins; the run record."""
     duration_ms = int((time.perf_counter() - started) * 1000)
-    storage.finish_run(request.tenant, run_id, {
+    row = storage.finish_run(request.tenant, run_id, {
         "status": status, "output": None if output is None else _cut(output),
         "error": None if error is None else _cut(error), "duration_ms": duration_ms, "finished_at": utcnow(),
         "steps": steps, "input_tokens": usage["input_tokens"] if usage else None,
         "output_tokens": usage["output_tokens"] if usage else None,
     })
-    record = run_record(storage, request.tenant, run_id)
+    record = run_record(storage, request.tenant, run_id, row)
     spans.end(status=status, error=error, usage=usage, cost_usd=record["cost_usd"])
     notify("mt_run_finished", run=copy.deepcopy(record), tenant=request.tenant)
     return record
 
 
-def run_record(storage: Storage, tenant: str, run_id: str) -> dict[str, Any]:
+def run_record(storage: Storage, tenant: str, run_id: str, row: RunRow | None = None) -> dict[str, Any]:
     """A run record with its cost, its ``llm_calls`` (every attempt of every LLM call, in order)
-    and its ``tool_calls``."""
-    record: dict[str, Any] = dict(storage.get_run(tenant, run_id))
+    and its ``tool_calls``; ``row`` is the run's row when the caller has just read it."""
+    record: dict[str, Any] = dict(row if row is not None else storage.get_run(tenant, run_id))
     record.pop("tenant_id", None)
     record["llm_calls"] = [dict(row) for row in storage.list_llm_attempts(tenant, run_id)]
     record["tool_calls"] = [dict(row) for row in storage.list_tool_calls(tenant, run_id)]
@@ -371,13 +367,6 @@ def is_timeout(exc: BaseException) -> bool:
     if any(isinstance(item, LLMCallError) for item in chain):
         return any(isinstance(item, LLMCallError) and item.timed_out for item in chain)
     return any(isinstance(item, (StepTimeout, TimeoutError, APITimeoutError)) for item in chain)
-
-
-def _redact(text: str, secrets: list[str] | str | None) -> str:
-    for secret in [secrets] if isinstance(secrets, str) else (secrets or []):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[REDACTED]")
-    return text
 
 
 def _cut(text: str, limit: int = MAX_STORED_CHARS) -> str:

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import logging
 import secrets as _random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .errors import SecretError
 
@@ -141,6 +141,14 @@ def seal_tool_secrets(box: SecretBox, tenant: str, tool_id: str, values: dict[st
 
 def _aad(tenant: str, context: str) -> bytes:
     return f"mt-core\0{VERSION}\0{tenant}\0{context}".encode()
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret of ``secrets`` (of 4 characters or more) replaced by ``[REDACTED]``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[REDACTED]")
+    return text
 
 
 def mask(secret: str | None) -> str | None:

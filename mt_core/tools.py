@@ -22,8 +22,8 @@ from .ids import check_id, new_id
 from .limits import Limits, exceeded
 from .plugins import Plugins
 from .reuse import reuse_or_conflict
-from .secrets import SecretBox, seal_tool_secrets, tool_secret_context
-from .storage import SecretRow, Storage, ToolRow, ToolVersionRow, utcnow
+from .secrets import SecretBox, redact, seal_tool_secrets, tool_secret_context
+from .storage import CatalogRow, SecretRow, Storage, ToolRow, ToolVersionRow, utcnow
 from .validation import (
     MAX_DESCRIPTION, check_dependencies, check_text, check_tool_name, check_tool_secrets, check_tool_settings,
     check_tool_source, tool_error,
@@ -121,7 +121,7 @@ class Tools:
         options = check_tool_settings(settings)
         secret_values = check_tool_secrets(secrets)
         source = self._source(code, limits)
-        row = next((r for r in self.storage.list_tools(tenant) if r["name"] == name), None)
+        row = self.storage.find_tool(tenant, name)
         given = {"description": described, "code": source, "dependencies": deps, "settings": options,
                  "secrets": secret_values}
         if described is None:  # the tool's own description: whatever it is now
@@ -222,9 +222,11 @@ class Tools:
         if not isinstance(name, str) or not self.storage.disable_package_tool(tenant, name):
             raise NotFoundError("package tool", str(name)[:128])
 
-    def _enabled(self, tenant: str, tool_id: str) -> dict[str, Any]:
+    def _enabled(self, tenant: str, tool_id: str, enabled: list[CatalogRow] | None = None) -> dict[str, Any]:
+        """The tenant's enabled package tool ``pkg:<name>`` (from ``enabled``, the tenant's list, when
+        the caller has read it)."""
         name = tool_id[len(PACKAGE_PREFIX):]
-        for row in self.catalog.enabled(tenant, include_unavailable=True):
+        for row in enabled if enabled is not None else self.catalog.enabled(tenant, include_unavailable=True):
             if row["name"] == name:
                 return dict(row)
         raise NotFoundError("tool", tool_id)
@@ -244,10 +246,13 @@ class Tools:
         tools would share a name in the agent or two of their secrets the same variable.
         """
         specs = []
+        enabled: list[CatalogRow] | None = None  # the tenant's package tools, read once for the run
         for ref in tool_ids:
             tool_id, version = split_tool_ref(ref)
             if tool_id.startswith(PACKAGE_PREFIX):
-                specs.append(self._package_spec(tenant, tool_id))
+                if enabled is None:
+                    enabled = self.catalog.enabled(tenant, include_unavailable=True)
+                specs.append(self._package_spec(tenant, tool_id, enabled))
             else:
                 specs.append(self._tenant_spec(tenant, tool_id, version))
         names = [spec.name for spec in specs]
@@ -271,14 +276,15 @@ class Tools:
             init_kwargs={**row["settings"], **secret_values}, env=secret_values,
         )
 
-    def _package_spec(self, tenant: str, tool_id: str) -> ToolSpec:
-        row = self._enabled(tenant, tool_id)
+    def _package_spec(self, tenant: str, tool_id: str, enabled: list[CatalogRow]) -> ToolSpec:
+        row = self._enabled(tenant, tool_id, enabled)
         entry = usable_package_tool(row, self.plugins)
         secret_values = self._secret_values(tenant, tool_id)
         return ToolSpec(
             id=tool_id, name=row["name"], description=row["description"], origin="package", inputs=row["inputs"],
             output_type=row["output_type"], version=row["version"], distribution=row["distribution"],
-            entry_point=entry.entry_point, host_tool=entry if entry.entry_point is None else None, init_kwargs={**(row.get("settings") or {}), **secret_values}, env=secret_values,
+            entry_point=entry.entry_point, host_tool=entry if entry.entry_point is None else None,
+            init_kwargs={**(row.get("settings") or {}), **secret_values}, env=secret_values,
         )
 
     # -- helpers ------------------------------------------------------------------------------
@@ -315,11 +321,7 @@ class Tools:
                 modules=self.plugins.modules(), timeout=self.settings.tool_check_timeout, confined=confined,
             )
         if not answer.get("ok"):
-            error = str(answer.get("error"))
-            for value in secret_values.values():
-                if len(value) >= 4:
-                    error = error.replace(value, "[REDACTED]")
-            raise ToolValidationError(error, line=answer.get("line"))
+            raise ToolValidationError(redact(str(answer.get("error")), secret_values.values()), line=answer.get("line"))
         return answer
 
     @staticmethod

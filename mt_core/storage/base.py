@@ -283,8 +283,8 @@ class Storage(Protocol):
     def list_tool_versions(self, tenant: str, tool_id: str) -> list[dict[str, Any]]:
         """``version``, ``created_at`` and ``source_sha256`` of every version of a tool, oldest first."""
 
-    def tool_name_taken(self, tenant: str, name: str) -> bool:
-        """Whether the tenant has a tool named ``name``."""
+    def find_tool(self, tenant: str, name: str) -> ToolRow | None:
+        """The tenant's tool named ``name`` at its latest version, or ``None``."""
 
     def delete_tool(self, tenant: str, tool_id: str) -> None:
         """Delete a tool, all its versions and its secrets; :class:`NotFoundError` when it is not the tenant's."""

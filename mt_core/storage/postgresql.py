@@ -105,6 +105,7 @@ class PostgresStorage(SQLStorage):
         self.applied_migrations: list[int] = []  # what this object applied (nothing if another process did)
         self._pool: ConnectionPool | None = None
         self._pid = 0
+        self._migrated = False  # survives a fork: a child does not migrate what its parent did
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -118,7 +119,9 @@ class PostgresStorage(SQLStorage):
             return pool
         with self._lock:
             if self._pool is None or self._pid != os.getpid():  # new, or inherited across a fork: our own
-                self._migrate()
+                if not self._migrated:
+                    self._migrate()
+                    self._migrated = True
                 pool = ConnectionPool(
                     self.url, min_size=self.min_size, max_size=self.max_size, open=False, name="mt-core",
                     kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},

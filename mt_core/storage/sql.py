@@ -141,13 +141,6 @@ class SQLStorage:
         if count + 1 > allowed:
             raise exceeded(limit, count + 1, allowed, what)
 
-    def _delete(self, table: str, kind: str, tenant: str, object_id: str) -> None:
-        def body(tx: Tx) -> None:
-            if tx.run(f"DELETE FROM {table} WHERE tenant_id = ? AND id = ?", (tenant, object_id)) == 0:
-                raise NotFoundError(kind, object_id)
-
-        self._write(body)
-
     def schema_versions(self) -> list[tuple[int, str]]:
         """The migrations recorded in this database, oldest first."""
         with self._read() as tx:
@@ -227,10 +220,11 @@ class SQLStorage:
             raise NotFoundError("tool", tool_id)
         return rows
 
-    def tool_name_taken(self, tenant: str, name: str) -> bool:
-        """Whether the tenant has a tool named ``name``."""
-        sql = "SELECT 1 AS found FROM tools WHERE tenant_id = ? AND name = ?"
-        return bool(self._rows("tools", sql, (tenant, name)))
+    def find_tool(self, tenant: str, name: str) -> ToolRow | None:
+        """The tenant's tool named ``name`` at its latest version, or ``None``."""
+        sql = f"{_TOOL_SELECT} WHERE t.tenant_id = ? AND t.name = ? AND v.version = t.version"
+        rows = self._rows("tool_versions", sql, (tenant, name))
+        return rows[0] if rows else None  # type: ignore[return-value]
 
     def delete_tool(self, tenant: str, tool_id: str) -> None:
         """Delete one tool of the tenant with its versions and secrets."""
@@ -378,9 +372,7 @@ class SQLStorage:
 
         def body(tx: Tx) -> None:
             now = datetime.now(timezone.utc)
-            error = over_budget(budgets, self._spending(tx, tenant, budgets, now), now)
-            if error is not None:
-                raise error
+            self._check_budgets(tx, tenant, budgets, now)
             tx.run("DELETE FROM llm_reservations WHERE tenant_id = ? AND expires_at <= ?", (tenant, iso(now)))
             self._insert(tx, "llm_reservations", tenant, dict(row), "a reservation")
 
@@ -390,6 +382,13 @@ class SQLStorage:
         """Drop a reservation whose attempt was never recorded."""
         self._write(lambda tx: tx.run("DELETE FROM llm_reservations WHERE tenant_id = ? AND id = ?",
                                       (tenant, reservation)))
+
+    @classmethod
+    def _check_budgets(cls, tx: Tx, tenant: str, budgets: BudgetLimits, now: datetime) -> None:
+        """Raise :class:`QuotaExceededError` when a budget of the tenant has no room left at ``now``."""
+        error = over_budget(budgets, cls._spending(tx, tenant, budgets, now), now)
+        if error is not None:
+            raise error
 
     @staticmethod
     def _spending(tx: Tx, tenant: str, budgets: BudgetLimits, now: datetime) -> Spending:
@@ -534,20 +533,18 @@ class SQLStorage:
 
         def body(tx: Tx) -> None:
             now = datetime.now(timezone.utc)
-            self._mark_stale(tx, tenant, tx.rows(_RUNNING, (tenant,)), now)
-            running = tx.rows("SELECT COUNT(*) AS n FROM runs WHERE tenant_id = ? AND status = 'running'", (tenant,))
+            running = tx.rows(_RUNNING, (tenant,))
+            in_progress = len(running) - self._mark_stale(tx, tenant, running, now)
             recent = tx.rows("SELECT COUNT(*) AS n FROM runs WHERE tenant_id = ? AND started_at > ?",
-                             (tenant, (now - timedelta(minutes=1)).isoformat(timespec="microseconds")))
-            for limit, count, what in (("max_concurrent_runs", running[0]["n"], "the runs in progress"),
+                             (tenant, iso(now - timedelta(minutes=1))))
+            for limit, count, what in (("max_concurrent_runs", in_progress, "the runs in progress"),
                                        ("runs_per_minute", recent[0]["n"], "the runs started in the last minute")):
                 allowed = quota[limit]  # type: ignore[literal-required]
                 if count + 1 > allowed:
                     raise exceeded(limit, count + 1, allowed, what)
             budgets = quota.get("budgets")
             if budgets:
-                error = over_budget(budgets, self._spending(tx, tenant, budgets, now), now)
-                if error is not None:
-                    raise error
+                self._check_budgets(tx, tenant, budgets, now)
             self._insert(tx, "runs", tenant, dict(row), "a run")
 
         self._write(body, tenant)
