@@ -162,6 +162,8 @@ class Tools:
         deps = current["dependencies"] if dependencies is UNSET else check_dependencies(dependencies)
         options = current["settings"] if settings is UNSET else check_tool_settings(settings)
         secret_values = (self._secret_values(tenant, tool_id) if secrets is UNSET else check_tool_secrets(secrets))
+        if dependencies is not UNSET:
+            check_resolvable(deps, timeout=self.settings.tool_dependency_timeout)
         meta = self._validate(tenant, current["name"], source, options, secret_values)
         version = self._version_row(meta, described, source, deps, options)
         sealed = None if secrets is UNSET else seal_tool_secrets(self._secrets(), tenant, tool_id, secret_values)

@@ -302,6 +302,15 @@ def test_a_dependency_that_cannot_be_resolved_is_refused_with_pips_line(core, lo
     assert "\n" not in message and core.tenant("acme").get_tools() == []
 
 
+def test_update_tool_refuses_a_dependency_that_cannot_be_resolved_as_add_tool_does(core, local_index):  # noqa: F811
+    acme = core.tenant("acme")
+    tool_id = acme.add_tool("calculator", "Evaluates.", CALCULATOR)
+    with pytest.raises(ToolValidationError, match="'mt-no-such-dependency' is not installed here and cannot be resolved"):
+        acme.update_tool(tool_id, dependencies=["mt-no-such-dependency"])
+    assert [v["version"] for v in acme.get_tool_versions(tool_id)] == [1]
+    assert acme.get_tool(tool_id)["dependencies"] == []
+
+
 # -- which definition is the tool, and how a class becomes it (issue #10: tools as people write them) -----
 
 # smolagents' examples/open_deep_research/scripts/visual_qa.py, shortened: a class whose name attribute
