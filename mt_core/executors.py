@@ -165,8 +165,9 @@ def local_executor(plugins: Plugins, settings: Any) -> Executor:
     reason = jail.unavailable_reason(settings)
     if reason is None:
         return jail
-    if settings.allow_in_process:
-        return plugins.executors[IN_PROCESS]
+    in_process = plugins.executors[IN_PROCESS]
+    if in_process.unavailable_reason(settings) is None:  # the operator allowed it (MT_ALLOW_IN_PROCESS=1)
+        return in_process
     raise SandboxUnavailableError(f"tenant code cannot run: {reason}")
 
 

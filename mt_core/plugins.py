@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -420,15 +421,22 @@ def discover_entry_points(cache_dir: Path | None) -> list[dict[str, Any]]:
 def package_tool(entry_point: str, name: str) -> PackageTool:
     """The package tool ``name`` that the plugin at ``entry_point`` (``module:attr``) registers,
     found by calling that plugin's ``mt_register_tools`` alone (in a sandbox: no discovery)."""
+    for entry in _registered_tools(entry_point):
+        if entry.name == name:
+            return entry
+    raise LookupError(f"package tool {name!r} is not registered by {entry_point}")
+
+
+@functools.lru_cache(maxsize=64)
+def _registered_tools(entry_point: str) -> tuple[PackageTool, ...]:
+    """What the plugin at ``entry_point`` registers, asked once per process (a sandboxed run with
+    several tools of one plugin registers them once; a run's process serves only that run)."""
     plugin = _loader({"value": entry_point})()
     hook = getattr(plugin, "mt_register_tools", None)
     staging = _Staging(entry_point, None, None, entry_point)
     if hook is not None:
         hook(staging.register_tool)
-    for entry in staging.tools:
-        if entry.name == name:
-            return entry
-    raise LookupError(f"package tool {name!r} is not registered by {entry_point}")
+    return tuple(staging.tools)
 
 
 def _loader(found: dict[str, Any]) -> Callable[[], object]:

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import SandboxCrashed, SandboxError, SandboxUnavailableError, StepTimeout
 from .cgroups import RunGroup
+from .zygote import BASE_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +193,7 @@ def bwrap_command(*, hidden: list[Path], modules: list[str], control_fd: int) ->
     """The bubblewrap command line that starts a jail's fork server; ``modules`` are the entry
     points (``module:attr``) of the plugins whose package tools runs may use."""
     args = [bwrap_path() or "bwrap", *_namespace_flags(), "--clearenv"]
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MT_JAIL_PLUGINS": ",".join(modules)}
+    env = {**BASE_ENV, "MT_JAIL_PLUGINS": ",".join(modules)}
     paths = [str(path) for path in _site_dirs()] + [str(path.parent) for path in _module_dirs(modules)]
     if paths:  # distributions and plugins outside the interpreter's own site-packages
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

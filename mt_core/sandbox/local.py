@@ -99,10 +99,11 @@ class InProcessExecutor(PythonExecutor):
             self._report()
 
     def call_tool(self, name: str, arguments: Any) -> Any:
+        from .session import call_tool
+
         tool = self._tools()[name]
         try:
-            return tool(**arguments, sanitize_inputs_outputs=True) if isinstance(arguments, dict) else tool(
-                arguments, sanitize_inputs_outputs=True)
+            return call_tool(tool, arguments)
         finally:
             self._report()
 

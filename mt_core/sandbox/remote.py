@@ -122,15 +122,13 @@ class RemoteExecutor(PythonExecutor):
 
     def call_host_tool(self, spec: Any, arguments: Any) -> Any:
         """Call a tool that runs in this process (built once per run with its tenant's settings)."""
-        from .session import drain_tool_calls, timed
+        from .session import call_tool, drain_tool_calls, timed
 
         tool = self._host_tools.get(spec.name)
         if tool is None:
             tool = self._host_tools[spec.name] = timed(spec.host_tool.build(dict(spec.init_kwargs)), self._host_calls)
         try:
-            if isinstance(arguments, dict):
-                return tool(**arguments, sanitize_inputs_outputs=True)
-            return tool(arguments, sanitize_inputs_outputs=True)
+            return call_tool(tool, arguments)
         finally:
             self._report_tool_calls(drain_tool_calls(self._host_calls))
 

@@ -110,10 +110,7 @@ class Session:
                 return {"ok": False, "error": f"unknown tool {request.get('name')!r}", "error_type": "LookupError"}
             arguments = request.get("arguments")
             try:
-                if isinstance(arguments, dict):
-                    value = tool(**arguments, sanitize_inputs_outputs=True)
-                else:
-                    value = tool(arguments, sanitize_inputs_outputs=True)
+                value = call_tool(tool, arguments)
             except Exception as exc:  # noqa: BLE001
                 return {**failure(exc), "tool_calls": drain_tool_calls()}
             output, is_repr = portable(value)
@@ -156,6 +153,13 @@ def _record(calls: list[dict[str, Any]], name: str, started: float, seconds: flo
     if len(calls) < MAX_TOOL_CALLS:
         calls.append({"name": name, "started": started, "seconds": round(seconds, 6), "ok": error is None,
                             "error": None if error is None else error[:500]})
+
+
+def call_tool(tool: Any, arguments: Any) -> Any:
+    """Call a smolagents tool as an agent does: keyword arguments from a dict, else one argument."""
+    if isinstance(arguments, dict):
+        return tool(**arguments, sanitize_inputs_outputs=True)
+    return tool(arguments, sanitize_inputs_outputs=True)
 
 
 def drain_tool_calls(sink: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
