@@ -87,13 +87,11 @@ def build_model(config: Any) -> Any:
     """A smolagents ``InferenceClientModel`` for ``config``, its retries off (the gateway retries)."""
     from smolagents import InferenceClientModel
 
-    from mt_core.default_plugins.openai_provider import shared_ssl_context
     from mt_core.netguard import guarded_http_client
 
     library = hub_http_library()
     timeout = float(config.timeout)
-    http_client = (guarded_http_client(config.network_policy, timeout=timeout, verify=shared_ssl_context(),
-                                       library=library) if library else None)
+    http_client = (guarded_http_client(config.network_policy, timeout=timeout, library=library) if library else None)
     options = dict(config.options)
     bill_to = options.pop("bill_to", None)
     api_key = config.api_key or PLACEHOLDER_KEY

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import threading
 from typing import Any
 
 from mt_core.errors import PluginError
@@ -11,10 +9,6 @@ from mt_core.fields import SAMPLING_FIELDS
 from mt_core.hookspecs import hookimpl
 
 PLACEHOLDER_KEY = "not-needed"
-
-_ssl_context: Any = None
-_ssl_lock = threading.Lock()
-
 
 def sdk_http_library() -> str | None:
     """The HTTP library the installed ``openai`` SDK is built on (``httpx``, or ``httpx2`` in
@@ -25,24 +19,6 @@ def sdk_http_library() -> str | None:
         return openai.DefaultHttpxClient.__mro__[1].__module__.partition(".")[0]
     except (AttributeError, IndexError):
         return None
-
-
-def shared_ssl_context() -> Any:
-    """One TLS context for every client this process builds, made the way the ``openai`` SDK makes it.
-
-    Building a context reads the CA bundle (about 25 ms, half the CPU of a short run); a context
-    holds no per-connection or per-tenant state and is safe to share between threads.
-    """
-    global _ssl_context
-    if _ssl_context is None:
-        with _ssl_lock:
-            if _ssl_context is None:
-                try:
-                    http = importlib.import_module(sdk_http_library() or "")
-                    _ssl_context = http.create_ssl_context()
-                except (AttributeError, ImportError, ValueError):  # an SDK we do not know: let it verify its way
-                    _ssl_context = True
-    return _ssl_context
 
 
 def _require_usage(client: Any) -> Any:
@@ -78,7 +54,7 @@ def openai_client(config: Any, *, azure: bool = False, api_version: str | None =
             " not httpx or httpx2, so mt-core cannot guard its connections; install an openai release built on one"
         )
     timeout = float(config.timeout)
-    http_client = guarded_http_client(config.network_policy, timeout=timeout, verify=shared_ssl_context(), library=library)
+    http_client = guarded_http_client(config.network_policy, timeout=timeout, library=library)
     options = config.options
     if azure:
         return openai.AzureOpenAI(

@@ -135,13 +135,13 @@ def _pinned_openai_client(config: LLMConfig, api_key: str, timeout: float) -> An
     is built on an HTTP library the guard does not know (then only ``check_url`` applies)."""
     import openai
 
-    from mt_core.default_plugins.openai_provider import sdk_http_library, shared_ssl_context
+    from mt_core.default_plugins.openai_provider import sdk_http_library
     from mt_core.netguard import guarded_http_client
 
     library = sdk_http_library()
     if library not in ("httpx2", "httpx"):
         return None
-    http_client = guarded_http_client(config.network_policy, timeout=timeout, verify=shared_ssl_context(), library=library)
+    http_client = guarded_http_client(config.network_policy, timeout=timeout, library=library)
     return openai.OpenAI(api_key=api_key, base_url=config.base_url, timeout=timeout, max_retries=0, http_client=http_client)
 
 
