@@ -19,7 +19,7 @@ from .catalog import Catalog
 from .config import Settings
 from .executors import check_executor_options, choose_executor
 from .limits import Limits, check_limit_values
-from .llms import LLMs, key_context
+from .llms import LLMs
 from .netguard import NetworkPolicy
 from .plugins import Plugins
 from .runs import (
@@ -27,7 +27,7 @@ from .runs import (
 )
 from .home import prepare_home
 from .master_keys import open_secret_box
-from .secrets import SecretBox, tool_secret_context
+from .secrets import SecretBox, secret_context
 from .storage import Storage, open_storage
 from .tools import Tools, UNSET
 from .usage import usage_report
@@ -146,8 +146,7 @@ class MTCore:
         box = self.secrets
         counts = {"rotated": 0, "skipped": 0}
         for secret in self.storage.secrets_not_under(box.current_key_id):
-            context = (key_context(secret.owner_id) if secret.kind == "llm"
-                       else tool_secret_context(secret.owner_id, secret.name))
+            context = secret_context(secret)
             plaintext = box.decrypt(secret.ciphertext, tenant=secret.tenant, context=context)
             fresh = box.encrypt(plaintext, tenant=secret.tenant, context=context)
             counts["rotated" if self.storage.replace_secret(secret, fresh) else "skipped"] += 1

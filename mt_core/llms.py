@@ -16,7 +16,7 @@ from .netguard import NetworkPolicy
 from .plugins import Plugins, Provider
 from .prices import check_prices
 from .reuse import reuse_or_conflict
-from .secrets import SecretBox, mask
+from .secrets import SecretBox, key_context, mask
 from .storage import LLMRow, Storage, utcnow
 from .tools import UNSET
 from .validation import check_base_url, check_llm_name, check_text, default_llm_name
@@ -119,11 +119,6 @@ class LLMChain:
 
     def __len__(self) -> int:
         return len(self.links)
-
-
-def key_context(llm_id: str) -> str:
-    """What an LLM configuration's key ciphertext is bound to, besides its tenant."""
-    return f"llms:{llm_id}:api_key"
 
 
 def validate_llm_fields(

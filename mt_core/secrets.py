@@ -7,8 +7,12 @@ import hashlib
 import logging
 import secrets as _random
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .errors import SecretError
+
+if TYPE_CHECKING:
+    from .storage.base import StoredSecret
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +132,16 @@ class SecretBox:
 def tool_secret_context(tool_id: str, name: str) -> str:
     """What a tool secret's ciphertext is bound to, besides its tenant."""
     return f"tools:{tool_id}:secret:{name}"
+
+
+def key_context(llm_id: str) -> str:
+    """What an LLM configuration's key ciphertext is bound to, besides its tenant."""
+    return f"llms:{llm_id}:api_key"
+
+
+def secret_context(secret: StoredSecret) -> str:
+    """What a stored ciphertext (an LLM key or a tool secret) is bound to, besides its tenant."""
+    return key_context(secret.owner_id) if secret.kind == "llm" else tool_secret_context(secret.owner_id, secret.name)
 
 
 def seal_tool_secrets(box: SecretBox, tenant: str, tool_id: str, values: dict[str, str]) -> list[dict[str, str | None]]:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DatabaseError, SecretError
-from ..secrets import SecretBox, decode_master_key, tool_secret_context
+from ..secrets import SecretBox, decode_master_key, secret_context
 from .base import TABLES, Storage
 
-SECRET_TABLES = ["llms", "tool_secrets"]
 
 
 @dataclass
@@ -51,28 +50,18 @@ class CopyReport:
 
 def check_secrets(storage: Storage, box: SecretBox, where: str) -> int:
     """Decrypt every ciphertext of ``storage``; how many. :class:`DatabaseError` names the first that fails."""
-    from ..llms import key_context
-
     checked = 0
-    for table, rows in storage.export_rows(SECRET_TABLES):
-        for row in rows:
-            if table == "llms":
-                ciphertext, context, what = row["api_key_ciphertext"], key_context(row["id"]), f"LLM {row['id']}"
-            else:
-                ciphertext = row["ciphertext"]
-                context = tool_secret_context(row["tool_id"], row["name"])
-                what = f"secret {row['name']} of tool {row['tool_id']}"
-            if ciphertext is None:
-                continue
-            try:
-                box.decrypt(ciphertext, tenant=row["tenant_id"], context=context)
-            except SecretError as exc:
-                raise DatabaseError(
-                    f"the key of {what} (tenant {row['tenant_id']}) in the {where} does not decrypt with this"
-                    f" installation's master key ({exc}); set MT_MASTER_KEY (or MT_HOME to the data directory"
-                    " holding master.key) to the key of the installation being copied"
-                ) from None
-            checked += 1
+    for secret in storage.secrets_not_under(""):  # under no key id: every one
+        what = f"LLM {secret.owner_id}" if secret.kind == "llm" else f"secret {secret.name} of tool {secret.owner_id}"
+        try:
+            box.decrypt(secret.ciphertext, tenant=secret.tenant, context=secret_context(secret))
+        except SecretError as exc:
+            raise DatabaseError(
+                f"the key of {what} (tenant {secret.tenant}) in the {where} does not decrypt with this"
+                f" installation's master key ({exc}); set MT_MASTER_KEY (or MT_HOME to the data directory"
+                " holding master.key) to the key of the installation being copied"
+            ) from None
+        checked += 1
     return checked
 
 
