@@ -139,12 +139,12 @@ class GatewayModel(Model):
     def close(self) -> None:
         """Close the HTTP clients of the models built for this run."""
         for model in self._models.values():
-            for closer in (getattr(getattr(model, "client", None), "close", None),):
-                if closer is not None:
-                    try:
-                        closer()
-                    except Exception:  # noqa: BLE001 - cleanup never masks the run's result
-                        logger.debug("closing a model's client failed", exc_info=True)
+            closer = getattr(getattr(model, "client", None), "close", None)
+            if closer is not None:
+                try:
+                    closer()
+                except Exception:  # noqa: BLE001 - cleanup never masks the run's result
+                    logger.debug("closing a model's client failed", exc_info=True)
 
     # -- parts used by each call ----------------------------------------------------------------
 
@@ -369,8 +369,7 @@ class _Call:
     def _store(self, config: LLMConfig, key: str, message: ChatMessage) -> None:
         now = self.clock.wall()
         try:
-            reply = encode_reply(message)
-            json.dumps(reply)
+            reply = encode_reply(message)  # plain JSON values (anything else as its repr)
         except (TypeError, ValueError, AttributeError):  # a reply the cache cannot hold is simply not cached
             logger.debug("reply not cached", exc_info=True)
             return

@@ -252,9 +252,7 @@ class LLMs:
         return llm_id
 
     def _comparable(self, tenant: str, row: LLMRow) -> dict[str, Any]:
-        ciphertext = row["api_key_ciphertext"]
-        key = self._secrets().decrypt(ciphertext, tenant=tenant, context=key_context(row["id"])) if ciphertext else None
-        return {**row, "api_key": key}
+        return {**row, "api_key": self._unseal(tenant, row)}
     def update(self, tenant: str, llm_id: object, *, base_url: Any = UNSET, api_key: Any = UNSET,
                model_name: Any = UNSET, llm_name: Any = UNSET, provider: Any = UNSET, fallbacks: Any = UNSET,
                prices: Any = UNSET, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -320,12 +318,16 @@ class LLMs:
                 logger.warning("fallback %s of %s for tenant %s skipped: %s", other_id, llm_id, tenant, exc)
         return LLMChain(tuple(links))
 
+    def _unseal(self, tenant: str, row: LLMRow) -> str | None:
+        """The configuration's API key in plain text (``None`` when it has none)."""
+        ciphertext = row["api_key_ciphertext"]
+        return self._secrets().decrypt(ciphertext, tenant=tenant, context=key_context(row["id"])) if ciphertext else None
+
     def _link(self, tenant: str, row: LLMRow) -> ChainLink:
         provider = self.plugins.providers.get(row["provider"])
         if provider is None:
             raise LLMConfigError("provider", f"{row['provider']!r} of {row['id']} is not installed (see `mt plugins`)")
-        ciphertext = row["api_key_ciphertext"]
-        api_key = self._secrets().decrypt(ciphertext, tenant=tenant, context=key_context(row["id"])) if ciphertext else None
+        api_key = self._unseal(tenant, row)
         stored = dict(row["options"])
         limit = float(self.settings.llm_timeout)
         timeout = min(float(stored.get("timeout", limit)), limit)

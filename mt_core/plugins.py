@@ -22,6 +22,7 @@ from . import hookspecs
 from .errors import PluginError
 from .fields import FieldSpec, field_specs
 from .hookspecs import FieldDeclaration
+from .user_warnings import PACKAGE_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -491,7 +492,7 @@ def _describe(prefix: str, exc: BaseException, plugin: object = None) -> str:
 
 def _is_machinery(filename: str) -> bool:
     """Frames of mt-core, pluggy and the import system: never where a plugin's problem is."""
-    return filename.startswith((_PACKAGE_DIR, _PLUGGY_DIR)) or filename.startswith("<frozen ")
+    return filename.startswith((PACKAGE_DIR, _PLUGGY_DIR)) or filename.startswith("<frozen ")
 
 
 def _hookimpl_location(exc: BaseException, plugin: object) -> str | None:
@@ -509,5 +510,4 @@ def _hookimpl_location(exc: BaseException, plugin: object) -> str | None:
     return f"{filename}:{line}" if line else filename
 
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _PLUGGY_DIR = str(Path(pluggy.__file__).resolve().parent)
